@@ -1,0 +1,112 @@
+"""Saving and loading artifacts: safetensors weights beside a JSON config (never pickles).
+
+A checkpoint ``NAME`` is the pair ``NAME.safetensors`` + ``NAME.json``. The JSON holds ``kind`` (what the
+weights are, e.g. ``"grid-transformer"``), ``config`` (the model's constructor arguments) and free-form
+``meta``. Loading checks the kind, that both files exist and parse, and that every tensor the model
+expects is present with the right shape; any problem raises :class:`CheckpointError` naming the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = REPO_ROOT / "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, or does not match what the caller expects."""
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], kind: str,
+                    config: dict, meta: dict | None = None) -> Path:
+    """Save ``state`` (a state dict) and its JSON description atomically; returns the weights path."""
+    weights, desc = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    fd, tmp = tempfile.mkstemp(dir=weights.parent, prefix=f".{weights.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        os.replace(tmp, weights)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    atomic_write_json(desc, {"kind": kind, "config": config, "meta": meta or {}})
+    return weights
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """Load ``(state, config, meta)``; checks the files exist, parse, and (if given) are of ``kind``."""
+    weights, desc_path = _paths(path)
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: checkpoint weights not found")
+    desc = read_json(desc_path)
+    if not isinstance(desc, dict) or "config" not in desc or "kind" not in desc:
+        raise CheckpointError(f"{desc_path}: missing 'kind' or 'config'")
+    if kind is not None and desc["kind"] != kind:
+        raise CheckpointError(f"{weights}: this is a {desc['kind']!r} checkpoint, expected {kind!r}")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: corrupted safetensors file ({e})") from None
+    return state, desc["config"], desc.get("meta", {})
+
+
+def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Copy ``state`` into ``module``, refusing missing, unexpected or mis-shaped tensors with a clear message."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: does not match the model (missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''})")
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, the model expects {tuple(v.shape)}")
+    module.load_state_dict(state)

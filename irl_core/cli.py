@@ -1,0 +1,115 @@
+"""``python -m irl_core <command> ...``: one command per stage, each with ``--help``.
+
+Grid commands live here; other modules add theirs through ``register(subparsers)`` (see
+``_EXTENSIONS``). Handlers import their stage lazily so that ``--help`` is instant. User errors (a bad
+task, a missing or mismatched checkpoint, an unknown device) print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that add subcommands with ``register(subparsers)``.
+_EXTENSIONS: tuple[str, ...] = ("irl_core.ant_cli",)
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from irl_core.checkpoints import CheckpointError
+    from irl_core.envs.tasks import TaskError
+    from irl_core.device import DeviceError
+    return (UserError, TaskError, CheckpointError, DeviceError, FileNotFoundError)
+
+
+def _add_common(p: argparse.ArgumentParser, seed: bool = True, device: bool = True) -> None:
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if device:
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m irl_core", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="generate a grid dataset D (ε-noisy expert) or D* (ε=0) with subgoal labels")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    p.add_argument("--tasks", default="pretrain", help="'pretrain', 'heldout' or a task string such as 0-1-4-5-0-1")
+    p.add_argument("--epsilon", type=float, default=0.0, help="expert noise ε (0 gives D*; default 0)")
+    p.add_argument("--out", required=True, help="output .npz file")
+    _add_common(p)
+    p.set_defaults(handler="irl_core.data:cli_generate")
+
+    p = sub.add_parser("pretrain", help="pretrain the grid base model (resumable)")
+    p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (default cpu)")
+    p.add_argument("--run-dir", help="run directory (default runs/pretrain/<id>); an existing one is resumed")
+    p.add_argument("--steps", type=int, help="override the preset's number of training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size (episodes per step)")
+    p.add_argument("--encoder", choices=("linear", "agent_centred"), help="override the observation encoder")
+    p.add_argument("--lr", type=float, help="override the learning rate")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--export", help="also save the final model as this checkpoint (e.g. checkpoints/grid/base)")
+    _add_common(p)
+    p.set_defaults(handler="irl_core.pretrain:cli_pretrain")
+
+    p = sub.add_parser("probes", help="per-layer linear probes (and diagnostics) of a base-model checkpoint")
+    p.add_argument("--checkpoint", default="checkpoints/grid/base", help="base-model checkpoint (default checkpoints/grid/base)")
+    p.add_argument("--episodes", type=int, default=2000, help="held-out D* episodes to probe (default 2000)")
+    p.add_argument("--sample-episodes", type=int, default=1000, help="sampled rollouts per diagnostic (default 1000)")
+    p.add_argument("--out", help="output JSON (default <checkpoint dir>/reports/probes.json)")
+    _add_common(p)
+    p.set_defaults(handler="irl_core.probing:cli_probes")
+
+    p = sub.add_parser("rollouts", help="export rollouts of a policy as .npz (grid or ant)")
+    p.add_argument("--env", choices=("grid", "ant"), default="grid")
+    p.add_argument("--policy", default="expert", help="grid: expert or base; ant: expert")
+    p.add_argument("--task", default="pretrain", help="'pretrain', 'heldout' or a task string")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--checkpoint", default="checkpoints/grid/base", help="base-model checkpoint (policy 'base')")
+    p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    p.add_argument("--no-cut", action="store_true", help="do not end an episode at a wrong colour (base policy diagnostics)")
+    p.add_argument("--out", required=True, help="output .npz file")
+    _add_common(p)
+    p.set_defaults(handler="irl_core.rollouts:cli_rollouts")
+
+    p = sub.add_parser("activations", help="export the residual stream of held-out D* episodes as .npz")
+    p.add_argument("--checkpoint", default="checkpoints/grid/base")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--out", required=True, help="output .npz file")
+    _add_common(p)
+    p.set_defaults(handler="irl_core.probing:cli_activations")
+
+    for name in _EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    try:
+        if callable(handler):
+            return int(handler(args) or 0)
+        module_name, func = handler.split(":")
+        return int(getattr(importlib.import_module(module_name), func)(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""Gridworld-pinpad (PAPER.md §1.1): a batched torch simulator and a gymnasium single-episode env.
+
+Rules, exactly as the paper: a G×G grid (G=7) holds O=8 uniquely coloured cells, W=4 walls and the agent,
+all placed at random without overlap each episode. Actions 0=up (row−1), 1=right (col+1), 2=down (row+1),
+3=left (col−1); moving into a wall or off the grid is a no-op. A colour is *visited* when the agent moves
+onto it from a different cell. The episode ends on success (every colour of the task visited in order,
+reward 1), on a visit to any colour that is not the next one (failure, reward 0), or after T=100 steps.
+
+Observation (637 = 49 × 13 dims, cell-major: ``obs.view(49, 13)``): for every cell, channels 0..7 are the
+one-hot of the colour on it, 8..11 the one-hot of which wall is on it (walls numbered in raster order,
+so the encoding is canonical), and 12 the agent. Nothing about the task or progress is in it.
+
+Choice (documented in README): about 15–18% of uniformly random layouts cannot be solved for a given task
+(a target closed off by walls or other colours, which may never be stepped on). Such layouts are
+resampled: the layout distribution is uniform over the layouts on which the task is solvable, which is
+what the paper's expert, which solves every episode, implies. "Solvable" includes finishing within T: for
+the 12-colour held-out task about 0.4% of otherwise solvable layouts need more than 100 steps.
+
+Cells are indexed ``row * 7 + col``; layouts use the codes of DESIGN.md: −1 empty, −2 wall, 0..7 colour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from irl_core.envs.tasks import MAX_TASK_LEN, GRID_N_COLOURS, parse_task, task_set
+
+G = 7
+N_CELLS = G * G
+N_COLOURS = GRID_N_COLOURS
+N_WALLS = 4
+T_MAX = 100
+N_CHANNELS = N_COLOURS + N_WALLS + 1
+OBS_DIM = N_CELLS * N_CHANNELS  # 637
+AGENT_CHANNEL = N_CHANNELS - 1
+EMPTY, WALL = -1, -2
+N_ACTIONS = 4
+ACTION_NAMES = ("up", "right", "down", "left")
+ACTION_DELTAS = ((-1, 0), (0, 1), (1, 0), (0, -1))
+INF = 10_000
+
+
+def _next_cell_table() -> np.ndarray:
+    """(49, 4): the cell reached by each action ignoring walls (off the grid → the same cell)."""
+    table = np.zeros((N_CELLS, N_ACTIONS), dtype=np.int64)
+    for cell in range(N_CELLS):
+        r, c = divmod(cell, G)
+        for a, (dr, dc) in enumerate(ACTION_DELTAS):
+            rr, cc = r + dr, c + dc
+            table[cell, a] = rr * G + cc if 0 <= rr < G and 0 <= cc < G else cell
+    return table
+
+
+NEXT_CELL = _next_cell_table()
+
+
+def tasks_tensor(tasks: Sequence[Sequence[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tasks → ``(task (n, 12) long padded with −1, length (n,) long)``."""
+    out = torch.full((len(tasks), MAX_TASK_LEN), -1, dtype=torch.long)
+    for i, t in enumerate(tasks):
+        out[i, : len(t)] = torch.as_tensor(t)
+    return out.to(device), (out >= 0).sum(1).to(device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Distances (shared by the resampling of unsolvable layouts and the DP expert)
+# ---------------------------------------------------------------------------------------------------
+def distance_maps(layout: torch.Tensor) -> torch.Tensor:
+    """Shortest-path distances to every colour, avoiding walls and the other colours.
+
+    ``layout`` (B, 49) codes → ``dist`` (B, 8, 49) long: ``dist[b, c, x]`` is the number of moves from
+    cell ``x`` to colour ``c`` when only empty cells and ``c`` itself may be entered (INF if none). A
+    colour cell other than ``c`` gets INF (it may not be entered), but an agent standing on it can still
+    leave: use :func:`distance_from` for the distance of a starting cell.
+    """
+    B = layout.shape[0]
+    dev = layout.device
+    colours = torch.arange(N_COLOURS, device=dev).view(1, N_COLOURS, 1)
+    lay = layout.long().unsqueeze(1)  # (B, 1, 49)
+    passable = (lay == EMPTY) | (lay == colours)  # (B, 8, 49)
+    is_target = lay == colours
+    dist = torch.where(is_target, 0, INF)  # (B, 8, 49)
+    nxt = torch.as_tensor(NEXT_CELL, device=dev)  # (49, 4)
+    for _ in range(N_CELLS):
+        nbr = dist[:, :, nxt].amin(-1)  # (B, 8, 49)
+        new = torch.where(passable, torch.minimum(dist, nbr + 1), INF)
+        new = torch.where(is_target, 0, new).clamp_max(INF)
+        if torch.equal(new, dist):
+            break
+        dist = new
+    return dist
+
+
+def effective_next(layout: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """(B, 49) layout, (B,) cells → (B, 4) the cell each action leads to (walls and edges are no-ops)."""
+    nxt = torch.as_tensor(NEXT_CELL, device=layout.device)[cell]  # (B, 4)
+    hits_wall = layout.long().gather(1, nxt) == WALL
+    return torch.where(hits_wall, cell.unsqueeze(1), nxt)
+
+
+def distance_from(dist: torch.Tensor, layout: torch.Tensor, cell: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """Moves needed from ``cell`` (B,) to ``colour`` (B,), also when ``cell`` is a colour cell being left."""
+    d = dist.gather(1, colour.view(-1, 1, 1).expand(-1, 1, N_CELLS)).squeeze(1)  # (B, 49)
+    nxt = effective_next(layout, cell)  # (B, 4)
+    moved = nxt != cell.unsqueeze(1)
+    via = torch.where(moved, d.gather(1, nxt) + 1, INF).amin(1)
+    return torch.minimum(d.gather(1, cell.view(-1, 1)).squeeze(1), via).clamp_max(INF)
+
+
+def shortest_solution(layout: torch.Tensor, start: torch.Tensor, task: torch.Tensor, task_len: torch.Tensor,
+                      dist: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) the fewest steps that complete the task without entering another colour (≥ INF if impossible)."""
+    dist = distance_maps(layout) if dist is None else dist
+    colour_cell = colour_cells(layout)
+    total = torch.zeros(layout.shape[0], dtype=torch.long, device=layout.device)
+    pos = start
+    for k in range(task.shape[1]):
+        active = k < task_len
+        target = task[:, k].clamp_min(0)
+        total += torch.where(active, distance_from(dist, layout, pos, target), 0)
+        pos = torch.where(active, colour_cell.gather(1, target.view(-1, 1)).squeeze(1), pos)
+    return total
+
+
+def solvable(layout: torch.Tensor, start: torch.Tensor, task: torch.Tensor, task_len: torch.Tensor,
+             dist: torch.Tensor | None = None, t_max: int = T_MAX) -> torch.Tensor:
+    """(B,) bool: can the task be completed in order, within ``t_max`` steps, without entering another colour?"""
+    return shortest_solution(layout, start, task, task_len, dist) <= t_max
+
+
+def colour_cells(layout: torch.Tensor) -> torch.Tensor:
+    """(B, 49) layout → (B, 8) the cell of each colour."""
+    colours = torch.arange(N_COLOURS, device=layout.device).view(1, N_COLOURS, 1)
+    return (layout.long().unsqueeze(1) == colours).float().argmax(-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layout sampling
+# ---------------------------------------------------------------------------------------------------
+def _random_layouts(n: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.rand(n, N_CELLS, generator=generator, device=device).argsort(1)  # (n, 49)
+    layout = torch.full((n, N_CELLS), EMPTY, dtype=torch.int8, device=device)
+    layout.scatter_(1, perm[:, :N_COLOURS], torch.arange(N_COLOURS, dtype=torch.int8, device=device).expand(n, -1).contiguous())
+    layout.scatter_(1, perm[:, N_COLOURS:N_COLOURS + N_WALLS], torch.full((n, N_WALLS), WALL, dtype=torch.int8, device=device))
+    return layout, perm[:, N_COLOURS + N_WALLS]
+
+
+def sample_layouts(task: torch.Tensor, task_len: torch.Tensor, generator: torch.Generator,
+                   t_max: int = T_MAX, max_tries: int = 100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uniform random layouts on which each task is solvable (unsolvable draws are resampled).
+
+    Returns ``layout`` (B, 49) int8, ``start`` (B,) long, ``dist`` (B, 8, 49) distance maps.
+    """
+    B, dev = task.shape[0], task.device
+    layout, start = _random_layouts(B, generator, dev)
+    dist = distance_maps(layout)
+    bad = ~solvable(layout, start, task, task_len, dist, t_max)
+    for _ in range(max_tries):
+        if not bad.any():
+            return layout, start, dist
+        idx = bad.nonzero().squeeze(1)
+        l2, s2 = _random_layouts(len(idx), generator, dev)
+        d2 = distance_maps(l2)
+        layout[idx], start[idx], dist[idx] = l2, s2, d2
+        bad[idx] = ~solvable(l2, s2, task[idx], task_len[idx], d2, t_max)
+    raise RuntimeError("could not sample solvable layouts; is the task valid?")
+
+
+def static_observation(layout: torch.Tensor) -> torch.Tensor:
+    """(B, 49) layout → (B, 49, 13) uint8 cell features without the agent channel set."""
+    B, dev = layout.shape[0], layout.device
+    lay = layout.long()
+    feat = torch.zeros(B, N_CELLS, N_CHANNELS, dtype=torch.uint8, device=dev)
+    is_colour = lay >= 0
+    feat.scatter_(2, lay.clamp_min(0).unsqueeze(-1), is_colour.unsqueeze(-1).to(torch.uint8))
+    wall_rank = (lay == WALL).long().cumsum(1) - 1  # raster-order index of each wall
+    wall_channel = (N_COLOURS + wall_rank.clamp(0, N_WALLS - 1)).unsqueeze(-1)
+    feat.scatter_add_(2, wall_channel, (lay == WALL).unsqueeze(-1).to(torch.uint8))
+    return feat
+
+
+def observation(static: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
+    """(B, 49, 13) static features, (B,) agent cells → (B, 637) uint8 observations."""
+    obs = static.clone()
+    obs[torch.arange(obs.shape[0], device=obs.device), agent, AGENT_CHANNEL] = 1
+    return obs.view(-1, OBS_DIM)
+
+
+def observations_from_positions(layout: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """(B, 49) layouts, (B, T) agent cells (−1 = padding) → (B, T, 637) uint8 observations (zeros at padding)."""
+    static = static_observation(layout)  # (B, 49, 13)
+    B, T = pos.shape
+    obs = static.unsqueeze(1).expand(B, T, N_CELLS, N_CHANNELS).clone()
+    valid = pos >= 0
+    agent = torch.zeros(B, T, N_CELLS, dtype=torch.uint8, device=layout.device)
+    agent.scatter_(2, pos.clamp_min(0).unsqueeze(-1), valid.unsqueeze(-1).to(torch.uint8))
+    obs[..., AGENT_CHANNEL] = agent
+    obs *= valid.view(B, T, 1, 1).to(torch.uint8)
+    return obs.view(B, T, OBS_DIM)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batched simulator
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class GridBatch:
+    """State of B episodes. Finished episodes stay frozen until the next reset."""
+
+    layout: torch.Tensor    # (B, 49) int8
+    static: torch.Tensor    # (B, 49, 13) uint8
+    dist: torch.Tensor      # (B, 8, 49) long distance maps
+    agent: torch.Tensor     # (B,) long
+    task: torch.Tensor      # (B, 12) long, −1 padded
+    task_len: torch.Tensor  # (B,) long
+    progress: torch.Tensor  # (B,) long: colours of the task visited so far
+    t: torch.Tensor         # (B,) long: steps taken
+    done: torch.Tensor      # (B,) bool
+    success: torch.Tensor   # (B,) bool
+
+    @property
+    def target(self) -> torch.Tensor:
+        """(B,) the colour sought now (the last one after success)."""
+        return self.task.gather(1, self.progress.clamp_max(self.task_len - 1).unsqueeze(1)).squeeze(1)
+
+
+class BatchedGridPinpad:
+    """B gridworld-pinpad episodes as tensors on any device.
+
+    ``reset`` samples a task per episode (uniformly from ``tasks``) and a solvable layout;
+    ``step(actions)`` advances every unfinished episode. Observations are uint8 (B, 637).
+    ``end_on_wrong=False`` is a diagnostic mode (not the paper's rules) in which a wrong colour does not end
+    the episode, to read which colour sequences a model follows.
+    """
+
+    def __init__(self, batch_size: int, tasks: Sequence[Sequence[int]] | str = "pretrain",
+                 device: str | torch.device = "cpu", seed: int = 0, t_max: int = T_MAX, end_on_wrong: bool = True):
+        self.B = batch_size
+        self.device = torch.device(device)
+        self.tasks = task_set(tasks, "grid") if isinstance(tasks, str) else tuple(parse_task(t) for t in tasks)
+        self._task_table, self._task_lens = tasks_tensor(self.tasks, self.device)
+        self.t_max = t_max
+        self.end_on_wrong = end_on_wrong
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.state: GridBatch | None = None
+
+    def reset(self, task_ids: torch.Tensor | None = None, layout: torch.Tensor | None = None,
+              start: torch.Tensor | None = None) -> torch.Tensor:
+        """New episodes. ``task_ids`` (B,) index ``self.tasks`` (random if None); ``layout``/``start`` fix the layout."""
+        if task_ids is None:
+            task_ids = torch.randint(len(self.tasks), (self.B,), generator=self.generator, device=self.device)
+        task, task_len = self._task_table[task_ids], self._task_lens[task_ids]
+        if layout is None:
+            layout, start, dist = sample_layouts(task, task_len, self.generator, self.t_max)
+        else:
+            layout, start = layout.to(self.device, torch.int8), start.to(self.device).long()
+            dist = distance_maps(layout)
+        zeros = torch.zeros(self.B, dtype=torch.long, device=self.device)
+        self.task_ids = task_ids
+        self.state = GridBatch(layout=layout, static=static_observation(layout), dist=dist, agent=start.clone(),
+                               task=task, task_len=task_len, progress=zeros.clone(), t=zeros.clone(),
+                               done=torch.zeros(self.B, dtype=torch.bool, device=self.device),
+                               success=torch.zeros(self.B, dtype=torch.bool, device=self.device))
+        return self.observation()
+
+    def observation(self) -> torch.Tensor:
+        return observation(self.state.static, self.state.agent)
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """``actions`` (B,) in 0..3 → ``(obs (B, 637) uint8, reward (B,) float, done (B,) bool, info)``.
+
+        ``done`` is True for episodes that ended at this step or earlier; ``info["ended_now"]`` marks
+        the episodes that ended at this step and ``info["wrong"]`` those that hit a wrong colour.
+        """
+        s = self.state
+        live = ~s.done
+        nxt = effective_next(s.layout, s.agent).gather(1, actions.long().view(-1, 1)).squeeze(1)
+        nxt = torch.where(live, nxt, s.agent)
+        moved = nxt != s.agent
+        cell = s.layout.long().gather(1, nxt.unsqueeze(1)).squeeze(1)
+        visit = moved & (cell >= 0)
+        correct = visit & (cell == s.target)
+        wrong = visit & ~correct
+        s.agent = nxt
+        s.progress = s.progress + correct.long()
+        success_now = live & (s.progress >= s.task_len)
+        s.t = s.t + live.long()
+        ended_now = live & (success_now | (wrong & self.end_on_wrong) | (s.t >= self.t_max))
+        s.success = s.success | success_now
+        s.done = s.done | ended_now
+        return self.observation(), success_now.float(), s.done.clone(), {"ended_now": ended_now, "wrong": wrong}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gymnasium single-episode environment
+# ---------------------------------------------------------------------------------------------------
+class GridPinpadEnv(gym.Env):
+    """One gridworld-pinpad episode (``gymnasium.make("irl_core/GridPinpad-v0", task=...)``).
+
+    The layout comes from the same sampler as :class:`BatchedGridPinpad` with ``batch_size=1`` and the
+    same seed, and the dynamics are a separate numpy implementation of the same rules, so that the two
+    can be checked against each other. ``reset(options={"layout": (49,) or (7,7), "start": cell})`` fixes
+    the layout. ``info`` reports ``progress`` and ``success`` (never part of the observation).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+
+    def __init__(self, task: str | Sequence[int] = "pretrain", render_mode: str | None = None, t_max: int = T_MAX):
+        self.tasks = task_set(task, "grid") if isinstance(task, str) else (parse_task(task),)
+        self.t_max = t_max
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.MultiBinary(OBS_DIM)
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        self._batched = BatchedGridPinpad(1, self.tasks, "cpu", 0, t_max)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._batched.generator.manual_seed(seed)
+        options = options or {}
+        task_id = options.get("task_id")
+        task_ids = None if task_id is None else torch.tensor([int(task_id)])
+        if "layout" in options:
+            layout = torch.as_tensor(np.asarray(options["layout"]).reshape(1, N_CELLS))
+            self._batched.reset(task_ids, layout, torch.tensor([int(options["start"])]))
+        else:
+            self._batched.reset(task_ids)
+        s = self._batched.state
+        self.layout = s.layout[0].numpy().astype(np.int64)
+        self.task = tuple(int(c) for c in s.task[0, : int(s.task_len[0])])
+        self.agent = int(s.agent[0])
+        self.progress = 0
+        self.t = 0
+        self._static = s.static[0].numpy().copy()
+        return self._obs(), self._info(False)
+
+    def _obs(self) -> np.ndarray:
+        obs = self._static.copy()
+        obs[self.agent, AGENT_CHANNEL] = 1
+        return obs.reshape(OBS_DIM)
+
+    def _info(self, success: bool) -> dict:
+        return {"progress": self.progress, "success": success, "task": self.task, "agent": self.agent}
+
+    def step(self, action):
+        r, c = divmod(self.agent, G)
+        dr, dc = ACTION_DELTAS[int(action)]
+        rr, cc = r + dr, c + dc
+        nxt = self.agent
+        if 0 <= rr < G and 0 <= cc < G and self.layout[rr * G + cc] != WALL:
+            nxt = rr * G + cc
+        terminated, success = False, False
+        if nxt != self.agent and self.layout[nxt] >= 0:
+            if self.layout[nxt] == self.task[self.progress]:
+                self.progress += 1
+                success = self.progress == len(self.task)
+                terminated = success
+            else:
+                terminated = True
+        self.agent = nxt
+        self.t += 1
+        truncated = not terminated and self.t >= self.t_max
+        return self._obs(), float(success), terminated, truncated, self._info(success)
+
+    def render(self):
+        from irl_core.grid_render import render_grid_rgb
+        return render_grid_rgb(self.layout, self.agent)

@@ -1,0 +1,196 @@
+"""Pretraining the grid base model (Eq. 5) on expert episodes generated on the training device.
+
+Each step draws ``batch_size`` fresh episodes from the batched env and the DP expert (no data loader,
+no dataset on disk: the paper does not give a dataset size, and fresh episodes cannot be overfitted),
+rebuilds their observations from layouts and agent cells, and takes one AdamW step. On CUDA the step
+runs under bf16 autocast with fused AdamW; the same code runs on the CPU in fp32.
+
+The run directory holds ``metrics.jsonl`` (``losses/action_nll``, ``losses/obs_nll``,
+``charts/action_acc``, ``eval/action_acc``, ``charts/episodes``, ``charts/SPS``) and
+``checkpoints/last`` (weights, optimizer moments and RNG state) from which an interrupted run resumes
+and continues the same curve.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from irl_core.checkpoints import CheckpointError, atomic_write_json, load_checkpoint, load_state_into, save_checkpoint
+from irl_core.config import PRETRAIN_PRESETS, PretrainConfig, preset
+from irl_core.data import expert_episodes, training_tensors
+from irl_core.device import resolve_device
+from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.models.transformer import KIND, GridTransformer, TransformerConfig, pretrain_loss
+from irl_core.runs import Run
+
+
+def learning_rate(cfg: PretrainConfig, step: int) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+                             fused=device.type == "cuda")
+
+
+def _training_state(model, opt, env, step: int) -> dict[str, torch.Tensor]:
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    params = list(model.parameters())
+    for i, p in enumerate(params):
+        for name, value in opt.state.get(p, {}).items():
+            state[f"opt.{i}.{name}"] = value.reshape(-1) if value.dim() == 0 else value
+    state["rng"] = env.generator.get_state()
+    return state
+
+
+def _restore(model, opt, env, state: dict[str, torch.Tensor], source) -> None:
+    load_state_into(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, source)
+    params = list(model.parameters())
+    for i, p in enumerate(params):
+        entry = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"opt.{i}.")}
+        if entry:
+            entry["step"] = entry["step"].reshape(()) if "step" in entry else torch.tensor(0.0)
+            opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in entry.items()}
+    env.generator.set_state(state["rng"].to(torch.uint8).cpu() if env.device.type == "cpu" else state["rng"].cpu())
+
+
+@torch.no_grad()
+def evaluate(model: GridTransformer, episodes: dict[str, torch.Tensor], batch: int = 256) -> dict[str, float]:
+    """Per-step action accuracy and NLL of ``model`` on a fixed set of episodes."""
+    model.eval()
+    correct = nll = n = 0.0
+    N = episodes["length"].shape[0]
+    for i in range(0, N, batch):
+        part = {k: v[i:i + batch] for k, v in episodes.items()}
+        obs, actions = training_tensors(part)
+        logits, _ = model(obs[:, :-1])
+        mask = actions >= 0
+        lp = torch.log_softmax(logits[mask].float(), -1)
+        correct += float((lp.argmax(-1) == actions[mask]).sum())
+        nll += float(-lp.gather(1, actions[mask].view(-1, 1)).sum())
+        n += float(mask.sum())
+    model.train()
+    return {"action_acc": correct / n, "action_nll": nll / n}
+
+
+def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", seed: int = 0,
+          progress: bool = True) -> GridTransformer:
+    """Train (or resume) a base model in ``run``; returns the trained model."""
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    model = GridTransformer(cfg.model_config()).to(dev)
+    opt = _optimizer(model, cfg, dev)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
+    eval_env = BatchedGridPinpad(cfg.eval_episodes, cfg.tasks, dev, seed=seed + 7919)
+    eval_set = expert_episodes(eval_env, 0.0)
+    last = run.checkpoint_dir / "last"
+    step = 0
+    if last.with_suffix(".json").exists():
+        state, saved_cfg, meta = load_checkpoint(last, "grid-pretrain-state")
+        if saved_cfg != cfg.to_dict():
+            raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
+        _restore(model, opt, env, state, last)
+        step = int(meta["step"])
+        run.truncate_metrics(step)
+    run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), **cfg.to_dict()})
+    run.set_status("running", device=str(dev), step=step)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    episodes_seen = step * cfg.batch_size
+    t0, s0 = time.time(), step
+    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
+    try:
+        while step < cfg.steps:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            with torch.no_grad():
+                obs, actions = training_tensors(expert_episodes(env, cfg.epsilon))
+            with amp:
+                loss, m = pretrain_loss(model, obs, actions, cfg.obs_coef)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            episodes_seen += cfg.batch_size
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                sps = (step - s0) / max(1e-9, time.time() - t0)
+                row = {"losses/action_nll": float(m["action_nll"]), "losses/obs_nll": float(m["obs_nll"]),
+                       "charts/action_acc": float(m["action_acc"]), "charts/episodes": episodes_seen,
+                       "charts/SPS": sps, "charts/episodes_per_s": sps * cfg.batch_size,
+                       "charts/learning_rate": learning_rate(cfg, step - 1)}
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    ev = evaluate(model, eval_set)
+                    row.update({"eval/action_acc": ev["action_acc"], "eval/action_nll": ev["action_nll"]})
+                    bar.set_postfix(acc=f"{ev['action_acc']:.3f}")
+                run.log(step, **row)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_checkpoint(last, _training_state(model, opt, env, step), "grid-pretrain-state", cfg.to_dict(),
+                                {"step": step, "episodes": episodes_seen})
+                run.set_status("running", step=step)
+    except KeyboardInterrupt:
+        run.set_status("cancelled", step=step)
+        raise
+    except BaseException as e:
+        run.fail(e)
+        raise
+    finally:
+        bar.close()
+    run.set_status("done", step=step)
+    return model
+
+
+def export(model: GridTransformer, path: str | Path, run: Run, cfg: PretrainConfig, seed: int, command: str) -> Path:
+    """Save the trained model as a shipped checkpoint with where and how it was made."""
+    metrics = run.metrics()
+    evals = [r for r in metrics if "eval/action_acc" in r]
+    meta = {"steps": cfg.steps, "episodes": cfg.steps * cfg.batch_size, "seed": seed, "command": command,
+            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}".strip(),
+            "device": str(next(model.parameters()).device), "pretrain_config": cfg.to_dict(),
+            "final_eval_action_acc": evals[-1]["eval/action_acc"] if evals else None}
+    out = save_checkpoint(path, model.state_dict(), KIND, model.config_dict(), meta)
+    curve = [{k: r[k] for k in r if k in ("step", "charts/episodes", "losses/action_nll", "charts/action_acc",
+                                             "eval/action_acc", "eval/action_nll", "charts/SPS")} for r in metrics]
+    atomic_write_json(Path(path).parent / "reports" / "pretrain_curve.json", {"meta": meta, "curve": curve})
+    return out
+
+
+def load_base_model(path: str | Path, device: str | torch.device = "cpu") -> GridTransformer:
+    """Load a shipped base model; refuses a file of another kind or with mismatched shapes."""
+    state, config, _ = load_checkpoint(path, KIND)
+    try:
+        model = GridTransformer(TransformerConfig(**config))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid model config ({e})") from None
+    load_state_into(model, state, f"{Path(path).with_suffix('')}.safetensors")
+    return model.to(resolve_device(device)).eval()
+
+
+def cli_pretrain(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
+                     encoder=args.encoder, lr=args.lr)
+    except ValueError as e:
+        from irl_core.cli import UserError
+        raise UserError(str(e)) from None
+    run = Run(args.run_dir) if args.run_dir else Run.create("pretrain")
+    print(f"run directory: {run.path}")
+    model = train(cfg, run, args.device, args.seed)
+    if args.export:
+        out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
+        print(f"exported {out}")
+    return 0

@@ -1,0 +1,236 @@
+"""Per-layer linear probes of the residual stream (PAPER.md §3) and the base model's diagnostics.
+
+Probes: for every layer l = 0..L (0 = the embedding, l = after block l−1) a multinomial logistic regression
+(scikit-learn) decodes the ground-truth subgoal g_t from the instantaneous residual e_{t,l} of held-out
+D* episodes. Train and test sets are split **by episode**. A control probe is trained on labels shuffled
+across the training steps and scored on the true test labels (chance level for this label distribution).
+The same is done for the last colour visited (−1 = none yet, a 9-way label).
+
+Diagnostics reported with the probes:
+* action accuracy of the model, of the expert that knows the task, and of the Bayes-optimal predictor
+  that does not know the task (a uniform prior over the 16 pretraining tasks, updated by the colours
+  visited and by how well each task explains every past move of the expert) — the ceiling for a model
+  that sees only observations;
+* the history-use test: accuracy in the first two steps of a segment when the target is determined by
+  the colours visited (heading to the 2nd colour of a pair) vs when it is not.
+
+Choice: scikit-learn's L-BFGS logistic regression on standardised features replaces the paper's AdamW probe
+training (Table A6); both fit the same convex objective.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from irl_core.checkpoints import atomic_write_json
+from irl_core.data import expert_episodes, training_tensors, trim
+from irl_core.device import resolve_device
+from irl_core.envs.grid import INF, NEXT_CELL, WALL, BatchedGridPinpad
+from irl_core.envs.tasks import GRID_PRETRAIN_TASKS
+from irl_core.models.transformer import GridTransformer, resid_hook_name
+
+
+def heldout_episodes(n: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:
+    """``n`` D* episodes (ε = 0, pretraining tasks) from a seed stream disjoint from pretraining's."""
+    env = BatchedGridPinpad(n, "pretrain", device, seed=10_000_019 + seed)
+    return trim(expert_episodes(env, 0.0))
+
+
+@torch.no_grad()
+def residual_stream(model: GridTransformer, episodes: dict[str, torch.Tensor], batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual stream at every layer: ``(resid (N, T, L+1, d), action logits (N, T, 4))`` (zeros at padding)."""
+    names = [resid_hook_name(l) for l in range(model.n_layers + 1)]
+    resid_parts, logit_parts = [], []
+    T = int(episodes["length"].max())
+    for i in range(0, episodes["length"].shape[0], batch):
+        part = {k: v[i:i + batch] for k, v in episodes.items()}
+        obs, _ = training_tensors(part, T)
+        (logits, _), cache = model.run_with_cache(obs[:, :-1], names_filter=names)
+        resid_parts.append(torch.stack([cache[n] for n in names], 2).float().cpu())
+        logit_parts.append(logits.float().cpu())
+    return torch.cat(resid_parts), torch.cat(logit_parts)
+
+
+def last_visited_colour(episodes: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N, T) the colour of the task visited most recently before each step (−1: none yet)."""
+    prog = episodes["progress"].long()
+    prev = episodes["task"].long().gather(1, (prog - 1).clamp_min(0))
+    return torch.where(prog > 0, prev, -1)
+
+
+def fit_probe(x_train, y_train, x_test, y_test, seed: int) -> float:
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=1.0, random_state=seed))
+    clf.fit(x_train, y_train)
+    return float((clf.predict(x_test) == y_test).mean())
+
+
+def probe_layers(resid: np.ndarray, labels: np.ndarray, episode: np.ndarray, seed: int = 0,
+                 test_fraction: float = 0.25, max_train: int = 40_000) -> dict[str, list[float]]:
+    """Accuracy per layer of a probe and of a shuffled-label control; steps are split by episode.
+
+    ``resid`` (n_steps, L+1, d), ``labels`` (n_steps,), ``episode`` (n_steps,) episode index of each step.
+    """
+    rng = np.random.default_rng(seed)
+    episodes = np.unique(episode)
+    test_eps = rng.choice(episodes, max(1, int(len(episodes) * test_fraction)), replace=False)
+    test = np.isin(episode, test_eps)
+    train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
+    if len(train_idx) > max_train:
+        train_idx = rng.choice(train_idx, max_train, replace=False)
+    y_train, y_test = labels[train_idx], labels[test_idx]
+    if len(np.unique(y_train)) < 2:
+        raise ValueError("probe training labels have a single class; use more episodes")
+    shuffled = rng.permutation(y_train)
+    acc, control = [], []
+    for layer in range(resid.shape[1]):
+        x_train, x_test = resid[train_idx, layer], resid[test_idx, layer]
+        acc.append(fit_probe(x_train, y_train, x_test, y_test, seed))
+        control.append(fit_probe(x_train, shuffled, x_test, y_test, seed))
+    majority = float((y_test == np.bincount(y_train - y_train.min()).argmax() + y_train.min()).mean())
+    return {"accuracy": acc, "control": control, "majority": majority,
+            "n_train_steps": int(len(train_idx)), "n_test_steps": int(len(test_idx))}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reference predictors
+# ---------------------------------------------------------------------------------------------------
+def _optimal_moves(episodes: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N, T, 8, 4) bool: is each action on a shortest path to each colour, from the cell at each step."""
+    from irl_core.envs.grid import distance_maps
+    layout = episodes["layout"].long()
+    dist = distance_maps(layout)  # (N, 8, 49)
+    N, T = episodes["actions"].shape
+    pos = episodes["pos"][:, :T].long().clamp_min(0)  # (N, T)
+    nxt = torch.as_tensor(NEXT_CELL)[pos]  # (N, T, 4)
+    wall = layout.gather(1, nxt.view(N, -1)).view(N, T, 4) == WALL
+    nxt = torch.where(wall, pos.unsqueeze(-1), nxt)
+    nd = dist.unsqueeze(1).expand(N, T, 8, 49).gather(3, nxt.unsqueeze(2).expand(N, T, 8, 4))  # (N, T, 8, 4)
+    nd = torch.where((nxt != pos.unsqueeze(-1)).unsqueeze(2), nd, INF)
+    best = nd.amin(-1, keepdim=True)
+    return (nd == best) & (best < INF)
+
+
+def reference_accuracies(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Expected per-step accuracy of the task-knowing expert and of the Bayes-optimal task-blind predictor."""
+    opt = _optimal_moves(episodes).float()  # (N, T, 8, 4)
+    pi = opt / opt.sum(-1, keepdim=True).clamp_min(1)  # expert's action distribution per target colour
+    actions = episodes["actions"].long()
+    mask = actions >= 0
+    a = actions.clamp_min(0)
+    prog = episodes["progress"].long().clamp_min(0)
+    tasks = torch.tensor(GRID_PRETRAIN_TASKS)  # (16, 6)
+    true_task = episodes["task"].long()[:, :6]  # pretraining tasks have 6 colours
+    # hypothesis h is consistent at step t if its first k_t colours equal the ones visited
+    k = prog.unsqueeze(-1)  # (N, T, 1)
+    agree = (tasks.unsqueeze(0) == true_task.unsqueeze(1)).long()  # (N, 16, 6)
+    prefix_len = agree.cumprod(-1).sum(-1)  # (N, 16)
+    consistent = prefix_len.unsqueeze(1) >= k  # (N, T, 16)
+    target_h = tasks[:, :].unsqueeze(0).unsqueeze(0).expand(*k.shape[:2], 16, 6).gather(3, k.clamp_max(5).unsqueeze(-1).expand(*k.shape[:2], 16, 1)).squeeze(-1)  # (N, T, 16)
+    pi_h = pi.gather(2, target_h.unsqueeze(-1).expand(*target_h.shape, 4))  # (N, T, 16, 4)
+    lik = pi_h.gather(3, a.view(*a.shape, 1, 1).expand(*a.shape, 16, 1)).squeeze(-1)  # (N, T, 16)
+    logl = torch.where(mask.unsqueeze(-1), torch.log(lik.clamp_min(1e-30)), 0.0)
+    past = torch.cumsum(logl, 1) - logl  # exclusive: moves before step t
+    logw = torch.where(consistent, past, float("-inf"))
+    w = torch.softmax(logw, -1)  # (N, T, 16)
+    pred = (w.unsqueeze(-1) * pi_h).sum(2)  # (N, T, 4)
+    top = pred >= pred.amax(-1, keepdim=True) - 1e-9
+    bayes = top.gather(2, a.unsqueeze(-1)).squeeze(-1).float() / top.sum(-1).float()
+    true_target = episodes["task"].long().gather(1, prog)
+    expert = pi.gather(2, true_target.view(*a.shape, 1, 1).expand(*a.shape, 1, 4)).squeeze(2).gather(2, a.unsqueeze(-1)).squeeze(-1)
+    return {"expert_knowing_task": float(expert[mask].mean()), "bayes_task_blind": float(bayes[mask].mean())}
+
+
+def history_use(correct: torch.Tensor, episodes: dict[str, torch.Tensor], first_steps: int = 2) -> dict[str, float]:
+    """Accuracy in the first ``first_steps`` steps of each segment, split by whether the target is determined.
+
+    ``correct`` (N, T) bool: whether the model's most likely action equals the expert's.
+    """
+    prog = episodes["progress"].long()
+    mask = episodes["actions"] >= 0
+    change = torch.ones_like(prog, dtype=torch.bool)
+    change[:, 1:] = prog[:, 1:] != prog[:, :-1]
+    seg_start = torch.cummax(torch.where(change, torch.arange(prog.shape[1]).expand_as(prog), 0), 1).values
+    early = mask & (torch.arange(prog.shape[1]).expand_as(prog) - seg_start < first_steps)
+    determined = early & (prog % 2 == 1)
+    open_ = early & (prog % 2 == 0)
+    acc_d = float(correct[determined].float().mean()) if determined.any() else float("nan")
+    acc_o = float(correct[open_].float().mean()) if open_.any() else float("nan")
+    return {"determined_acc": acc_d, "undetermined_acc": acc_o, "gap": acc_d - acc_o}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------------
+def probe_report(model: GridTransformer, n_episodes: int = 2000, seed: int = 0, device="cpu",
+                 sample_episodes: int = 1000) -> dict:
+    """Probes per layer (subgoal and last colour, with controls) and the diagnostics, as a JSON-able dict."""
+    from irl_core.rollouts import rollout, sequence_statistics, visited_colours
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    t0 = time.time()
+    eps = {k: v.cpu() for k, v in heldout_episodes(n_episodes, seed, dev).items()}
+    resid, logits = residual_stream(model, eps)
+    mask = eps["actions"] >= 0
+    episode_ids = torch.arange(mask.shape[0]).unsqueeze(1).expand_as(mask)
+    x = resid[mask].numpy()
+    ep = episode_ids[mask].numpy()
+    subgoal = probe_layers(x, eps["subgoal"][mask].numpy(), ep, seed)
+    last_colour = probe_layers(x, last_visited_colour(eps)[mask].numpy(), ep, seed)
+    correct = logits.argmax(-1) == eps["actions"]
+    sampled = rollout("base", "pretrain", sample_episodes, seed, dev, model)
+    sampled_free = rollout("base", "pretrain", sample_episodes, seed + 1, dev, model, end_on_wrong=False)
+    heldout = rollout("base", "heldout", sample_episodes, seed + 2, dev, model)
+    first_colour_ok = [len(v) > 0 and v[0] == int(t[0]) for v, t in zip(visited_colours(sampled), sampled["task"])]
+    return {
+        "layers": list(range(model.n_layers + 1)),
+        "subgoal_probe": subgoal,
+        "last_colour_probe": last_colour,
+        "action_accuracy": {"model": float(correct[mask].float().mean()), **reference_accuracies(eps)},
+        "history_use": history_use(correct, eps),
+        "sampled": {
+            "success_pretraining_tasks": float(sampled["success"].float().mean()),
+            "reached_correct_first_colour": float(np.mean(first_colour_ok)),
+            "success_heldout_task": float(heldout["success"].float().mean()),
+            "episodes": sample_episodes,
+            **{f"uncut_{k}": v for k, v in sequence_statistics(visited_colours(sampled_free)).items()},
+        },
+        "n_episodes": n_episodes,
+        "seed": seed,
+        "seconds": time.time() - t0,
+    }
+
+
+def cli_probes(args) -> int:
+    from irl_core.pretrain import load_base_model
+    model = load_base_model(args.checkpoint, args.device)
+    report = probe_report(model, args.episodes, args.seed, args.device, args.sample_episodes)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "reports" / "probes.json"
+    report["checkpoint"] = str(args.checkpoint)
+    atomic_write_json(out, report)
+    sp = report["subgoal_probe"]
+    print("layer  subgoal  control  last-colour  control")
+    for l in report["layers"]:
+        print(f"{l:5d}  {sp['accuracy'][l]:.3f}    {sp['control'][l]:.3f}    "
+              f"{report['last_colour_probe']['accuracy'][l]:.3f}        {report['last_colour_probe']['control'][l]:.3f}")
+    print(json.dumps({k: report[k] for k in ("action_accuracy", "history_use", "sampled")}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+def cli_activations(args) -> int:
+    from irl_core.pretrain import load_base_model
+    model = load_base_model(args.checkpoint, args.device)
+    eps = {k: v.cpu() for k, v in heldout_episodes(args.episodes, args.seed, resolve_device(args.device)).items()}
+    resid, _ = residual_stream(model, eps)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, resid=resid.numpy().astype(np.float16), subgoal=eps["subgoal"].numpy().astype(np.int8),
+                        length=eps["length"].numpy().astype(np.int64))
+    print(f"wrote {args.out}: resid {tuple(resid.shape)}")
+    return 0

@@ -1,0 +1,47 @@
+import numpy as np
+import torch
+
+from irl_core.probing import (heldout_episodes, history_use, last_visited_colour, probe_layers,
+                              reference_accuracies)
+
+
+def test_probe_finds_a_planted_feature_and_control_does_not():
+    rng = np.random.default_rng(0)
+    n_eps, T, d = 120, 20, 16
+    labels = rng.integers(4, size=(n_eps, T))
+    resid = rng.normal(size=(n_eps, T, 3, d))
+    resid[:, :, 2, :4] += 3 * np.eye(4)[labels]  # layer 2 encodes the label linearly
+    ep = np.repeat(np.arange(n_eps), T)
+    out = probe_layers(resid.reshape(-1, 3, d), labels.reshape(-1), ep, seed=0)
+    assert out["accuracy"][2] > 0.9 and out["accuracy"][0] < 0.4
+    assert max(out["control"]) < 0.4
+
+
+def test_reference_accuracies_are_ordered():
+    eps = {k: v for k, v in heldout_episodes(200, 0).items()}
+    ref = reference_accuracies(eps)
+    assert 0.5 < ref["bayes_task_blind"] <= ref["expert_knowing_task"] <= 1.0
+
+
+def test_history_use_detects_a_model_that_uses_history():
+    eps = heldout_episodes(100, 1)
+    prog = eps["progress"]
+    mask = eps["actions"] >= 0
+    # a fake model that is always right when heading to the 2nd colour of a pair, and right 1/4 of the time otherwise
+    gen = torch.Generator().manual_seed(0)
+    correct = torch.where(prog % 2 == 1, True, torch.rand(prog.shape, generator=gen) < 0.25) & mask
+    out = history_use(correct, eps)
+    assert out["determined_acc"] == 1.0 and 0.15 < out["undetermined_acc"] < 0.35 and out["gap"] > 0.6
+    blind = history_use(torch.rand(prog.shape, generator=gen) < 0.5, eps)
+    assert abs(blind["gap"]) < 0.15
+
+
+def test_last_visited_colour():
+    eps = heldout_episodes(20, 2)
+    last = last_visited_colour(eps)
+    for i in range(20):
+        L = int(eps["length"][i])
+        assert int(last[i, 0]) == -1
+        # after the first colour is visited the label is the task's first colour
+        k = int((eps["progress"][i, :L] == 1).nonzero()[0])
+        assert int(last[i, k]) == int(eps["task"][i, 0])
