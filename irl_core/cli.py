@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules that add subcommands with ``register(subparsers)``.
-_EXTENSIONS: tuple[str, ...] = ("irl_core.ant_cli",)
+_EXTENSIONS: tuple[str, ...] = ("irl_core.ant_cli", "irl_core.discovery_cli")
 
 
 class UserError(Exception):
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", choices=("linear", "agent_centred"), help="override the observation encoder")
     p.add_argument("--lr", type=float, help="override the learning rate")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step (run again to resume)")
     p.add_argument("--export", help="also save the final model as this checkpoint (e.g. checkpoints/grid/base)")
     _add_common(p)
     p.set_defaults(handler="irl_core.pretrain:cli_pretrain")

@@ -86,8 +86,12 @@ def evaluate(model: GridTransformer, episodes: dict[str, torch.Tensor], batch: i
 
 
 def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", seed: int = 0,
-          progress: bool = True) -> GridTransformer:
-    """Train (or resume) a base model in ``run``; returns the trained model."""
+          progress: bool = True, stop_at: int | None = None) -> GridTransformer:
+    """Train (or resume) a base model in ``run``; returns the trained model.
+
+    ``stop_at`` checkpoints and stops early at that step (status ``cancelled``); running the same
+    command again resumes from there and continues the same curve.
+    """
     dev = resolve_device(device)
     torch.manual_seed(seed)
     model = GridTransformer(cfg.model_config()).to(dev)
@@ -112,6 +116,11 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
     try:
         while step < cfg.steps:
+            if stop_at is not None and step >= stop_at:
+                save_checkpoint(last, _training_state(model, opt, env, step), "grid-pretrain-state", cfg.to_dict(),
+                                {"step": step, "episodes": episodes_seen})
+                run.set_status("cancelled", step=step, note="stopped early; run the same command to resume")
+                return model
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             with torch.no_grad():
@@ -156,7 +165,8 @@ def export(model: GridTransformer, path: str | Path, run: Run, cfg: PretrainConf
     """Save the trained model as a shipped checkpoint with where and how it was made."""
     metrics = run.metrics()
     evals = [r for r in metrics if "eval/action_acc" in r]
-    meta = {"steps": cfg.steps, "episodes": cfg.steps * cfg.batch_size, "seed": seed, "command": command,
+    steps = int((run.status() or {}).get("step", cfg.steps))
+    meta = {"steps": steps, "episodes": steps * cfg.batch_size, "seed": seed, "command": command,
             "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}".strip(),
             "device": str(next(model.parameters()).device), "pretrain_config": cfg.to_dict(),
             "final_eval_action_acc": evals[-1]["eval/action_acc"] if evals else None}
@@ -189,7 +199,7 @@ def cli_pretrain(args) -> int:
         raise UserError(str(e)) from None
     run = Run(args.run_dir) if args.run_dir else Run.create("pretrain")
     print(f"run directory: {run.path}")
-    model = train(cfg, run, args.device, args.seed)
+    model = train(cfg, run, args.device, args.seed, stop_at=args.stop_at)
     if args.export:
         out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
         print(f"exported {out}")

@@ -121,6 +121,16 @@ def main() -> None:
     if ck.with_suffix(".safetensors").exists():
         model = load_base_model(ck)
         out.append(f"| KV-cached rollouts of the shipped base model, B=1024 | {rollout_speed(model):,.0f} steps/s |")
+        curve_path = ck.parent / "reports" / "pretrain_curve.json"
+        if curve_path.exists():
+            curve = json.loads(curve_path.read_text())
+            meta = curve["meta"]
+            out += ["", "### Shipped base model: training curve", "",
+                    f"`{meta['command']}` on {meta['machine']} ({meta['device']}): {meta['steps']} steps, "
+                    f"{meta['episodes']:,} episodes.", "",
+                    "| step | episodes | held-out D* action accuracy | train action NLL |", "|---|---|---|---|"]
+            out += [f"| {r['step']} | {r['charts/episodes']:,} | {r['eval/action_acc']:.3f} | {r['losses/action_nll']:.3f} |"
+                    for r in curve["curve"] if "eval/action_acc" in r]
         probes = ck.parent / "reports" / "probes.json"
         if probes.exists():
             r = json.loads(probes.read_text())

@@ -104,3 +104,22 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_base_model(tmp_path / "m")
     with pytest.raises(CheckpointError, match="not found"):
         load_base_model(tmp_path / "missing")
+
+
+def test_pretraining_resume_continues_the_same_curve(tmp_path):
+    """Stopping at step 7 and resuming gives bit-identical weights and metrics to an uninterrupted run."""
+    from irl_core.config import PRETRAIN_PRESETS
+    from irl_core.pretrain import train
+    from irl_core.runs import Run
+
+    cfg = PRETRAIN_PRESETS["tiny"]
+    full = train(cfg, Run(tmp_path / "full"), seed=3, progress=False)
+    run = Run(tmp_path / "split")
+    train(cfg, run, seed=3, progress=False, stop_at=7)
+    assert run.status()["status"] == "cancelled"
+    resumed = train(cfg, run, seed=3, progress=False)
+    assert run.status()["status"] == "done"
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "charts/SPS", "charts/episodes_per_s")} for r in rows]
+    assert strip(Run(tmp_path / "full").metrics()) == strip(run.metrics())

@@ -1,0 +1,465 @@
+"""Residual-stream controllers and the ground-truth subgoal controllers (PAPER.md §4, Eq. 1, Table A7).
+
+A controller rewrites the residual stream between two blocks of the frozen base model,
+
+    ê_{t,l} = e_{t,l} + U_t e_{t,l},                                                        (Eq. 1, 11)
+
+with U_t produced by a hypernetwork ``f_hyp`` from a code z_t. On the grid U is low-rank (rank 16),
+U = A Bᵀ with A, B ∈ R^{n_e × 16} (the factorisation is our choice: PAPER.md §8; it is LoRA's), and
+ê = e + A (Bᵀ e) is computed with two explicit matrix–vector products (never an einsum that could
+silently become a diagonal gain, PAPER.md §9). ``rank=0`` gives a full n_e × n_e matrix (the ant's
+"Linear" controller).
+
+Ground-truth controllers are the metacontroller with β ≡ 1 and z_t = onehot(g_t, K=4), g_t the colour
+pair sought (C.3): one hypernetwork decodes the 4 one-hot codes into 4 matrices U^{(g)}. They are trained
+on fresh D* episodes (ε = 0 expert, pretraining tasks) with the base model frozen, and evaluated on the
+held-out task 0-1-2-3-4-5-6-7-0-1-2-3 by activating U^{(g)} in the task's order, g = (colour sought) // 2
+read from the environment's ground-truth progress, while the split model runs step by step with its KV
+cache (lower blocks → controller → upper blocks → sample → env.step).
+
+Choices where the paper is silent:
+* Hypernetwork: Linear(n_z → 32) → ReLU → Linear(32 → 2·n_e·r). LoRA-style initialisation: the output
+  rows that make A start random (its bias ~ N(0, 1/n_e), so A's columns have norm ≈ 1) and those that make
+  B start at zero, so U = 0 (the controller is the identity) at the start of training but gradients flow.
+* Actions of the controlled model are sampled (not argmax) during evaluation, as the paper's agent does.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from irl_core.checkpoints import CheckpointError, atomic_write_json, load_checkpoint, load_state_into, save_checkpoint
+from irl_core.data import expert_episodes, run_episodes, training_tensors, trim
+from irl_core.device import resolve_device
+from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.envs.tasks import GRID_N_SUBGOALS, subgoal_of_colour, task_set
+from irl_core.models.transformer import GridTransformer, KVCache
+from irl_core.runs import Run
+
+GT_KIND = "gt-controllers"
+EVAL_SEED_OFFSET = 7_777_777  # evaluation episodes never share a seed stream with training's
+
+
+# --- the controller ---------------------------------------------------------------------------------
+class Control(NamedTuple):
+    """U as factors: ``a`` (…, d, r) and ``b`` (…, d, r) with U = a bᵀ, or ``a`` = U (…, d, d) and ``b`` None."""
+
+    a: torch.Tensor
+    b: torch.Tensor | None
+
+    def matrix(self) -> torch.Tensor:
+        """The full (…, d, d) matrix U (for tests and plots; the forward pass never builds it)."""
+        return self.a if self.b is None else self.a @ self.b.transpose(-1, -2)
+
+
+def apply_control(e: torch.Tensor, control: Control) -> torch.Tensor:
+    """ê = e + U e for residuals ``e`` (…, d) and a control whose leading dims broadcast with e's."""
+    v = e.unsqueeze(-1)  # (…, d, 1)
+    if control.b is None:
+        ue = control.a @ v  # (…, d, 1)
+    else:
+        ue = control.a @ (control.b.transpose(-1, -2) @ v)  # (…, d, r) @ (…, r, 1) → (…, d, 1)
+    return e + ue.squeeze(-1).to(e.dtype)
+
+
+class Hypernetwork(nn.Module):
+    """f_hyp: a code z (…, n_z) → the controller U (as :class:`Control`), one hidden ReLU layer."""
+
+    def __init__(self, n_z: int, d_model: int, rank: int = 16, hidden: int = 32, b_init_std: float = 0.0):
+        super().__init__()
+        if rank < 0 or rank > d_model:
+            raise ValueError(f"rank must lie in [0, d_model={d_model}] (0 = full rank), got {rank}")
+        self.n_z, self.d_model, self.rank = n_z, d_model, rank
+        self.hidden = nn.Linear(n_z, hidden)
+        n_out = 2 * d_model * rank if rank else d_model * d_model
+        self.out = nn.Linear(hidden, n_out)
+        with torch.no_grad():
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+            if rank:  # A's half: random, B's half: zero → U = A·0ᵀ = 0 but ∂L/∂B ≠ 0
+                a_rows = d_model * rank
+                nn.init.normal_(self.out.weight[:a_rows], std=1.0 / (hidden * d_model) ** 0.5)
+                nn.init.normal_(self.out.bias[:a_rows], std=1.0 / d_model ** 0.5)
+            if b_init_std > 0:  # optional: U depends on z from the first step (B's half / full U random)
+                nn.init.normal_(self.out.weight[d_model * rank:], std=b_init_std / hidden ** 0.5)
+
+    def forward(self, z: torch.Tensor) -> Control:
+        lead = z.shape[:-1]
+        w = self.out(F.relu(self.hidden(z)))  # (…, n_out)
+        d, r = self.d_model, self.rank
+        if r == 0:
+            return Control(w.view(*lead, d, d), None)
+        a, b = w.view(*lead, 2, d, r).unbind(-3)  # 2 × (…, d, r)
+        return Control(a, b)
+
+
+# --- running the split model ------------------------------------------------------------------------
+def lower(model: GridTransformer, obs: torch.Tensor, layer: int, cache: KVCache | None = None) -> torch.Tensor:
+    """Observations (B, T, 637) → residual stream e at ``layer`` (B, T, d)."""
+    return model.run_blocks(model.embed_obs(obs), 0, layer, cache)
+
+
+def upper_logits(model: GridTransformer, e_hat: torch.Tensor, layer: int, cache: KVCache | None = None) -> torch.Tensor:
+    """Controlled residual ê at ``layer`` (B, T, d) → action logits (B, T, 4) of the upper blocks."""
+    return model.heads(model.run_blocks(e_hat, layer, None, cache))[0]
+
+
+def controlled_step(model: GridTransformer, obs_t: torch.Tensor, cache: KVCache, layer: int,
+                    control: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """One KV-cached step of the split model: obs (B, 637) → e → ``control(e)`` → action logits (B, 4)."""
+    e = lower(model, obs_t.unsqueeze(1), layer, cache)[:, 0]  # (B, d)
+    return upper_logits(model, control(e).unsqueeze(1), layer, cache)[:, 0]
+
+
+def sequence_nll(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step action NLL (B, T) (zero at padding, ``actions`` = −1) and the validity mask (B, T)."""
+    mask = actions >= 0
+    nll = F.cross_entropy(logits.float().flatten(0, 1), actions.clamp_min(0).flatten(), reduction="none")
+    return nll.view(actions.shape) * mask, mask
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def default_layer(model: GridTransformer, layer: int | None) -> int:
+    L = model.n_layers
+    layer = L // 2 if layer is None else layer
+    if not 0 <= layer <= L:
+        raise ValueError(f"controlled layer must lie in [0, {L}] for a {L}-layer model, got {layer}")
+    return layer
+
+
+# --- training-state checkpoints (shared by controllers.py and discovery.py) -------------------------
+def training_state(modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
+                   generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    """Weights of ``modules``, AdamW moments and generator states as one flat tensor dict."""
+    state = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for k, v in opt.state.get(p, {}).items():
+            state[f"opt.{i}.{k}"] = v.reshape(-1) if v.dim() == 0 else v
+    for name, g in generators.items():
+        state[f"rng.{name}"] = g.get_state()
+    return state
+
+
+def restore_training_state(modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
+                           generators: dict[str, torch.Generator], state: dict[str, torch.Tensor], source) -> None:
+    for name, m in modules.items():
+        load_state_into(m, {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}, source)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        entry = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"opt.{i}.")}
+        if entry:
+            entry["step"] = entry["step"].reshape(()) if "step" in entry else torch.tensor(0.0)
+            opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in entry.items()}
+    for name, g in generators.items():
+        if f"rng.{name}" not in state:
+            raise CheckpointError(f"{source}: missing generator state {name!r}")
+        g.set_state(state[f"rng.{name}"].to(torch.uint8).cpu())
+
+
+# --- ground-truth subgoal controllers ---------------------------------------------------------------
+@dataclass
+class GTControllerConfig:
+    """Training of ground-truth subgoal controllers (Table A7 for the ``paper`` preset)."""
+
+    layer: int | None = None      # controlled layer (0 = embedding, l = after block l−1); None = L/2
+    rank: int = 16                # rank of U = A Bᵀ (0 = full n_e × n_e)
+    hidden: int = 32              # hypernetwork hidden width
+    n_subgoals: int = GRID_N_SUBGOALS  # K, one-hot code size (the 4 colour pairs)
+    tasks: str = "pretrain"       # training tasks of D* (fresh ε = 0 expert episodes every step)
+    steps: int = 3200             # AdamW steps
+    batch_size: int = 512         # episodes per step
+    lr: float = 1e-3
+    weight_decay: float = 0.03
+    grad_clip: float = 1.0        # not in the paper; a no-op at these losses, guards against spikes
+    log_every: int = 50
+    checkpoint_every: int = 400
+    eval_episodes: int = 1000     # held-out-task episodes for the success rate
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+GT_PRESETS: dict[str, GTControllerConfig] = {
+    "tiny": GTControllerConfig(steps=8, batch_size=16, log_every=2, checkpoint_every=4, eval_episodes=16),
+    # cpu: 4× fewer steps and batch than Table A7, so a 3× larger lr (measured on a partly trained cpu base: 60 steps
+    # of batch 32 reached action NLL 0.478 at lr 3e-3 vs 0.515 after 120 steps at 1e-3)
+    "cpu": GTControllerConfig(steps=800, batch_size=128, lr=3e-3, log_every=25, checkpoint_every=100, eval_episodes=1000),
+    "paper": GTControllerConfig(),
+}
+
+
+def gt_preset(name: str, **overrides) -> GTControllerConfig:
+    if name not in GT_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(GT_PRESETS)}")
+    known = {f.name for f in fields(GTControllerConfig)}
+    bad = set(overrides) - known
+    if bad:
+        raise ValueError(f"unknown config fields {sorted(bad)}")
+    return replace(GT_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+class GTControllers(nn.Module):
+    """One controller per abstract action: U^{(g)} = f_hyp(onehot(g, K))."""
+
+    def __init__(self, d_model: int, layer: int, rank: int = 16, hidden: int = 32, n_subgoals: int = GRID_N_SUBGOALS):
+        super().__init__()
+        self.layer, self.n_subgoals = layer, n_subgoals
+        self.hyper = Hypernetwork(n_subgoals, d_model, rank, hidden)
+
+    def control(self, subgoal: torch.Tensor) -> Control:
+        """Subgoals (…) int (−1 = padding, treated as 0 and masked by the caller) → U for each entry."""
+        z = F.one_hot(subgoal.long().clamp_min(0), self.n_subgoals).to(self.hyper.hidden.weight.dtype)
+        return self.hyper(z)
+
+    def forward(self, e: torch.Tensor, subgoal: torch.Tensor) -> torch.Tensor:
+        """ê = e + U^{(g)} e for residuals (…, d) and subgoals (…)."""
+        return apply_control(e, self.control(subgoal))
+
+    def config_dict(self) -> dict:
+        return {"d_model": self.hyper.d_model, "layer": self.layer, "rank": self.hyper.rank,
+                "hidden": self.hyper.hidden.out_features, "n_subgoals": self.n_subgoals}
+
+
+def gt_loss(model: GridTransformer, ctrl: GTControllers, episodes: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean action NLL over valid steps of the frozen model under the ground-truth controllers."""
+    ep = trim(episodes)
+    obs, actions = training_tensors(ep)
+    with torch.no_grad():
+        e = lower(model, obs[:, :-1], ctrl.layer)  # (B, T, d)
+    logits = upper_logits(model, ctrl(e, ep["subgoal"]), ctrl.layer)  # (B, T, 4)
+    nll, mask = sequence_nll(logits, actions)
+    return nll.sum() / mask.sum().clamp_min(1)
+
+
+def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: Run, seed: int = 0,
+                         progress: bool = True) -> GTControllers:
+    """Train (or resume from ``run``) ground-truth controllers on fresh D* with ``model`` frozen."""
+    dev = next(model.parameters()).device
+    freeze(model)
+    layer = default_layer(model, cfg.layer)
+    torch.manual_seed(seed)
+    ctrl = GTControllers(model.cfg.d_model, layer, cfg.rank, cfg.hidden, cfg.n_subgoals).to(dev)
+    opt = torch.optim.AdamW(ctrl.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
+    last = run.checkpoint_dir / "last"
+    step = 0
+    full_cfg = {"stage": "gt-controllers", "seed": seed, **cfg.to_dict(), "layer": layer}
+    if last.with_suffix(".json").exists():
+        state, saved, meta = load_checkpoint(last, "gt-controllers-state")
+        if saved != full_cfg:
+            raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
+        restore_training_state({"ctrl": ctrl}, opt, {"env": env.generator}, state, last)
+        step = int(meta["step"])
+        run.truncate_metrics(step)
+    run.write_config(full_cfg)
+    run.set_status("running", device=str(dev), step=step)
+    t0, s0 = time.time(), step
+    bar = tqdm(total=cfg.steps, initial=step, desc="gt-controllers", unit="step", disable=not progress)
+    try:
+        while step < cfg.steps:
+            with torch.no_grad():
+                episodes = expert_episodes(env, 0.0)
+            loss = gt_loss(model, ctrl, episodes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ctrl.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                run.log(step, **{"losses/action_nll": loss.item(), "charts/SPS": (step - s0) / max(1e-9, time.time() - t0)})
+                bar.set_postfix(nll=f"{loss.item():.3f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_checkpoint(last, training_state({"ctrl": ctrl}, opt, {"env": env.generator}),
+                                "gt-controllers-state", full_cfg, {"step": step})
+                run.set_status("running", step=step)
+    except KeyboardInterrupt:
+        run.set_status("cancelled", step=step)
+        raise
+    except BaseException as e:
+        run.fail(e)
+        raise
+    finally:
+        bar.close()
+    run.set_status("done", step=step)
+    return ctrl.eval()
+
+
+def gt_controller_policy(model: GridTransformer, ctrl: GTControllers, batch: int, generator: torch.Generator,
+                         greedy: bool = False):
+    """A :data:`irl_core.data.Policy` that applies U^{(g)}, g = subgoal of the colour the env says is sought."""
+    cache: dict[str, KVCache] = {}
+
+    @torch.no_grad()
+    def act(obs: torch.Tensor, state, t: int) -> torch.Tensor:
+        if t == 0:
+            cache["kv"] = model.new_cache(batch)
+        g = subgoal_of_colour(state.target, "grid")  # (B,) ground-truth progress → abstract action
+        logits = controlled_step(model, obs, cache["kv"], ctrl.layer, lambda e: ctrl(e, g))
+        if greedy:
+            return logits.argmax(-1)
+        return torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=generator).squeeze(1)
+
+    return act
+
+
+@torch.no_grad()
+def gt_controller_rollouts(model: GridTransformer, ctrl: GTControllers, task: str = "heldout", episodes: int = 1000,
+                           seed: int = 0, greedy: bool = False, batch_size: int = 1024) -> dict[str, torch.Tensor]:
+    """Episodes of the controlled base model; the same dict (on the CPU) as :func:`irl_core.data.run_episodes`."""
+    if episodes <= 0:
+        raise ValueError(f"the number of episodes must be positive, got {episodes}")
+    dev = next(model.parameters()).device
+    tasks = task_set(task, "grid")
+    parts, done = [], 0
+    while done < episodes:
+        b = min(batch_size, episodes - done)
+        env = BatchedGridPinpad(b, tasks, dev, seed=EVAL_SEED_OFFSET + seed * 1_000_003 + done)
+        parts.append({k: v.cpu() for k, v in run_episodes(env, gt_controller_policy(model, ctrl, b, env.generator, greedy)).items()})
+        done += b
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def evaluate_gt_controllers(model: GridTransformer, ctrl: GTControllers, episodes: int = 1000, seed: int = 0,
+                            task: str = "heldout") -> dict[str, float]:
+    """Success rate (and mean number of task colours completed) of the controllers activated in the task's order."""
+    eps = gt_controller_rollouts(model, ctrl, task, episodes, seed)
+    return {"success_rate": float(eps["success"].float().mean()), "episodes": episodes, "task": task,
+            "mean_length": float(eps["length"].float().mean()),
+            "mean_colours_completed": float((eps["progress"].max(1).values + eps["success"].long()).float().mean())}
+
+
+def save_gt_controllers(path, ctrl: GTControllers, meta: dict) -> Path:
+    return save_checkpoint(path, ctrl.state_dict(), GT_KIND, ctrl.config_dict(), meta)
+
+
+def load_gt_controllers(path, device="cpu") -> tuple[GTControllers, dict]:
+    state, config, meta = load_checkpoint(path, GT_KIND)
+    try:
+        ctrl = GTControllers(**config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid gt-controllers config ({e})") from None
+    load_state_into(ctrl, state, f"{Path(path).with_suffix('')}.safetensors")
+    return ctrl.to(resolve_device(device)).eval(), meta
+
+
+def controlled_layer_sweep(model: GridTransformer, cfg: GTControllerConfig, layers: list[int] | None = None,
+                           seeds: tuple[int, ...] = (0,), run_root: str | Path | None = None,
+                           progress: bool = True) -> list[dict]:
+    """Fig. 4: train and evaluate GT controllers at every layer; ``relative_layer`` 0 = the middle (L/2).
+
+    Each (layer, seed) trains in ``run_root/layer{l}_seed{s}`` (resumable) when ``run_root`` is given.
+    """
+    L = model.n_layers
+    layers = list(range(L + 1)) if layers is None else layers
+    rows = []
+    for layer in layers:
+        for seed in seeds:
+            c = replace(cfg, layer=layer)
+            run = Run(Path(run_root) / f"layer{layer}_seed{seed}") if run_root else Run.create("gt-layer-sweep")
+            ctrl = train_gt_controllers(model, c, run, seed, progress)
+            ev = evaluate_gt_controllers(model, ctrl, c.eval_episodes, seed)
+            rows.append({"layer": layer, "relative_layer": layer - L // 2, "seed": seed, **ev})
+            if progress:
+                print(f"layer {layer} (relative {layer - L // 2:+d}), seed {seed}: success {ev['success_rate']:.3f}")
+    return rows
+
+
+# --- CLI handlers (registered by irl_core.discovery_cli) --------------------------------------------
+def _threads(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def cli_gt_controllers(args) -> int:
+    from irl_core.cli import UserError
+    from irl_core.pretrain import load_base_model
+    _threads(args)
+    try:
+        cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, layer=args.layer,
+                        eval_episodes=args.episodes)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    model = load_base_model(args.base, args.device)
+    try:
+        default_layer(model, cfg.layer)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    run = Run(args.run_dir) if args.run_dir else Run.create("gt-controllers")
+    print(f"run directory: {run.path}")
+    try:
+        ctrl = train_gt_controllers(model, cfg, run, args.seed, progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    ev = evaluate_gt_controllers(model, ctrl, cfg.eval_episodes, args.seed)
+    run.log(cfg.steps, **{"eval/success_rate": ev["success_rate"]})
+    report = {"base": str(args.base), "seed": args.seed, "layer": ctrl.layer, "config": cfg.to_dict(),
+              "command": "python -m irl_core " + " ".join(sys.argv[1:]), **ev}
+    atomic_write_json(run.path / "report.json", report)
+    if args.export:
+        save_gt_controllers(args.export, ctrl, report)
+        print(f"exported {args.export}")
+    if args.report:
+        atomic_write_json(args.report, report)
+    print(f"GT controllers at layer {ctrl.layer}: success {ev['success_rate']:.4f} over {ev['episodes']} episodes "
+          f"of the held-out task (mean colours completed {ev['mean_colours_completed']:.2f} of 12)")
+    return 0
+
+
+def cli_layer_sweep(args) -> int:
+    from irl_core.cli import UserError
+    from irl_core.pretrain import load_base_model
+    _threads(args)
+    try:
+        cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, eval_episodes=args.episodes)
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        seeds = tuple(int(x) for x in args.seeds.split(","))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    model = load_base_model(args.base, args.device)
+    try:
+        for layer in layers or []:
+            default_layer(model, layer)  # validate every layer before creating anything
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    run_root = Path(args.run_dir) if args.run_dir else Run.create("gt-layer-sweep").path
+    try:
+        rows = controlled_layer_sweep(model, cfg, layers, seeds, run_root, progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = {"base": str(args.base), "n_layers": model.n_layers, "config": cfg.to_dict(),
+           "command": "python -m irl_core " + " ".join(sys.argv[1:]), "rows": rows}
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}: " + ", ".join(f"layer {r['layer']}: {r['success_rate']:.3f}" for r in rows))
+    return 0
+
+
+def cli_gt_rollouts(args) -> int:
+    """``gt-rollouts``: the rollout export of DESIGN.md for the ``gt-controllers`` policy."""
+    from irl_core.cli import UserError
+    from irl_core.pretrain import load_base_model
+    from irl_core.rollouts import export_npz
+    model = load_base_model(args.base, args.device)
+    ctrl, _ = load_gt_controllers(args.checkpoint, args.device)
+    try:
+        eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    export_npz(args.out, eps)
+    print(f"wrote {args.out}: {args.episodes} episodes, success {eps['success'].float().mean():.4f}")
+    return 0

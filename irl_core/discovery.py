@@ -1,0 +1,444 @@
+"""Unsupervised discovery of abstract actions: metacontroller training, switching metrics, α sweeps.
+
+Training (PAPER.md §5.2–5.3): each step draws ``batch_size`` fresh D* episodes (ε = 0 expert, pretraining
+tasks), runs the base model's lower blocks to layer l (no gradient for the ``frozen`` variants), the
+metacontroller, and the upper blocks on ê, and takes one AdamW step on Eq. 3 (λ = 0). Variants:
+
+* ``frozen``: the paper's method, base model loaded and frozen (its parameters never change);
+* ``beta1``: the same with β ≡ 1 ("internal RL without temporal integration" baseline);
+* ``cotrained``: §5.5 — a base model of the same architecture, **randomly initialised** (grid), trained
+  jointly with the metacontroller on Eq. 3 alone.
+
+Metrics in the run directory (``metrics.jsonl``): ``losses/action_nll`` (distortion, per valid step),
+``losses/kl`` (rate, per valid step), ``losses/loss``, ``charts/switches`` (mean number of steps with
+β > 0.5 per episode), and every ``eval_every`` steps the same on held-out D* episodes with the switching
+alignment: ``eval/precision``, ``eval/recall``, ``eval/f1``, ``eval/binary_fraction``. The final numbers go
+to ``result.json`` (``rate`` and ``distortion`` are per valid step of held-out D*, computed deterministically
+with z̃ = μ; multiply by ``mean_length`` for per-episode sums) and the trained metacontroller to
+``checkpoints/metacontroller`` (kind ``"metacontroller"``). ``checkpoints/last`` holds the full training
+state (weights, AdamW moments, data and noise generators) from which an interrupted run resumes.
+
+Switching alignment (our metric; the paper labels alignment by hand): a *switch* is a step t ≥ 1 (0-based)
+with β_t > 0.5; a *ground-truth change* is a step t ≥ 1 whose subgoal differs from step t−1's. Switches
+are matched one-to-one to changes within ±1 step; precision = matched switches / switches, recall =
+matched changes / changes, pooled over all episodes. The first step is left out (it starts the first
+subgoal in every episode) but a switch there still counts in ``switches``. "Quasi-binary" = the fraction
+of valid steps with β < 0.1 or β > 0.9.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+                                  read_json, save_checkpoint)
+from irl_core.controllers import (default_layer, freeze, lower, restore_training_state, sequence_nll, training_state,
+                                  upper_logits)
+from irl_core.data import expert_episodes, training_tensors, trim
+from irl_core.device import resolve_device
+from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
+from irl_core.models.transformer import GridTransformer, TransformerConfig
+from irl_core.runs import Run
+
+VARIANTS = ("frozen", "beta1", "cotrained")
+PAPER_ALPHAS = (0.0, 0.05, 0.1, 0.17, 0.3, 0.5, 1.0)
+
+
+@dataclass
+class DiscoveryConfig:
+    """One metacontroller training run (Table A9 for the ``paper`` preset)."""
+
+    alpha: float = 0.1            # KL strength α of Eq. 3
+    variant: str = "frozen"       # "frozen", "beta1" (β ≡ 1) or "cotrained" (§5.5)
+    layer: int | None = None      # controlled layer; None = L/2
+    # architecture (Table A9)
+    n_z: int = 8
+    enc_hidden: int = 64
+    dec_hidden: int = 32
+    n_h: int = 32
+    n_s: int = 32
+    n_switch: int = 32
+    emb_layers: int = 1
+    rank: int = 16                # rank of U (0 = full)
+    gumbel: bool = False          # Gumbel-Sigmoid β in training (the paper: grid rate–distortion only)
+    gumbel_temperature: float = 1.0
+    switch_bias: float = 0.0      # initial β-head bias (0 → β ≈ 0.5); not in the paper
+    decoder_init_std: float = 0.0  # 0 = LoRA-style decoder init (U(z) = 0 at the start); not in the paper
+    # data and optimisation
+    tasks: str = "pretrain"       # tasks of D* (fresh ε = 0 expert episodes every step)
+    steps: int = 64_000
+    batch_size: int = 512         # episodes per step
+    lr: float = 1e-3
+    weight_decay: float = 0.03
+    grad_clip: float = 1.0        # not in the paper; guards against rare spikes
+    # bookkeeping
+    log_every: int = 50
+    eval_every: int = 1000
+    eval_episodes: int = 512      # held-out D* episodes for eval/* and result.json
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {list(VARIANTS)}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be non-negative, got {self.alpha}")
+
+    def meta_config(self, d_model: int) -> MetaControllerConfig:
+        return MetaControllerConfig(d_model=d_model, n_z=self.n_z, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
+                                    n_h=self.n_h, n_s=self.n_s, n_switch=self.n_switch, emb_layers=self.emb_layers,
+                                    rank=self.rank, force_beta_one=self.variant == "beta1", gumbel=self.gumbel,
+                                    gumbel_temperature=self.gumbel_temperature, switch_bias=self.switch_bias,
+                                    decoder_init_std=self.decoder_init_std)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DISCOVERY_PRESETS: dict[str, DiscoveryConfig] = {
+    "tiny": DiscoveryConfig(steps=6, batch_size=8, log_every=2, eval_every=3, eval_episodes=16, checkpoint_every=3),
+    "cpu": DiscoveryConfig(steps=3000, batch_size=128, log_every=25, eval_every=250, eval_episodes=512,
+                           checkpoint_every=250),
+    "paper": DiscoveryConfig(),
+}
+
+
+def discovery_preset(name: str, **overrides) -> DiscoveryConfig:
+    if name not in DISCOVERY_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(DISCOVERY_PRESETS)}")
+    known = {f.name for f in fields(DiscoveryConfig)}
+    bad = set(overrides) - known
+    if bad:
+        raise ValueError(f"unknown config fields {sorted(bad)}")
+    return replace(DISCOVERY_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+# --- switching alignment ------------------------------------------------------------------------------
+def switch_alignment(beta: np.ndarray, subgoal: np.ndarray, length: np.ndarray, threshold: float = 0.5,
+                     tolerance: int = 1) -> dict[str, float]:
+    """Precision / recall / F1 of switch times against subgoal changes (see the module docstring).
+
+    ``beta`` (N, T) float, ``subgoal`` (N, T) int, ``length`` (N,) valid steps per episode.
+    """
+    beta, subgoal, length = np.asarray(beta, dtype=np.float64), np.asarray(subgoal), np.asarray(length)
+    if beta.shape != subgoal.shape or beta.ndim != 2 or length.shape != beta.shape[:1]:
+        raise ValueError(f"expected beta (N, T), subgoal (N, T), length (N,); got {beta.shape}, {subgoal.shape}, {length.shape}")
+    n_pred = n_true = matched_pred = matched_true = 0
+    switches, binary, steps = 0, 0, 0
+    for b, g, n in zip(beta, subgoal, length):
+        n = int(n)
+        b, g = b[:n], g[:n]
+        on = b > threshold
+        switches += int(on.sum())
+        binary += int(((b < 0.1) | (b > 0.9)).sum())
+        steps += n
+        pred = [t for t in range(1, n) if on[t]]
+        true = [t for t in range(1, n) if g[t] != g[t - 1]]
+        n_pred += len(pred)
+        n_true += len(true)
+        free = set(pred)
+        for t in true:  # exact match first, then the earlier neighbour, then the later one
+            for c in [t] + [t + s * d for d in range(1, tolerance + 1) for s in (-1, 1)]:
+                if c in free:
+                    free.discard(c)
+                    matched_true += 1
+                    break
+    matched_pred = matched_true  # the matching is one-to-one
+    precision = matched_pred / n_pred if n_pred else float(n_true == 0)
+    recall = matched_true / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "binary_fraction": binary / max(1, steps), "switches": switches / max(1, len(length)),
+            "true_changes": n_true / max(1, len(length)), "mean_length": steps / max(1, len(length))}
+
+
+# --- base model / metacontroller construction ---------------------------------------------------------
+def make_models(base: GridTransformer, cfg: DiscoveryConfig, seed: int) -> tuple[GridTransformer, MetaController, int]:
+    """(base model to use, metacontroller, layer) for ``cfg.variant``; co-training re-initialises the base."""
+    dev = next(base.parameters()).device
+    layer = default_layer(base, cfg.layer)
+    torch.manual_seed(seed)
+    if cfg.variant == "cotrained":
+        model = GridTransformer(base.cfg).to(dev).train()
+    else:
+        model = freeze(base)
+    meta = MetaController(cfg.meta_config(base.cfg.d_model)).to(dev)
+    return model, meta, layer
+
+
+def metacontroller_loss(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor],
+                        alpha: float, frozen: bool = True, sample: bool = True,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], object]:
+    """Eq. 3 on a batch of episodes: (loss, detached metrics, :class:`MetaOutput`)."""
+    ep = trim(episodes)
+    obs, actions = training_tensors(ep)
+    mask = actions >= 0  # (B, T)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        e = lower(model, obs[:, :-1], layer)  # (B, T, d)
+    out = meta(e, mask, sample=sample, generator=generator)
+    nll, _ = sequence_nll(upper_logits(model, out.e_hat, layer), actions)  # (B, T)
+    n = mask.sum().clamp_min(1)
+    nll_mean = nll.sum() / n
+    kl_mean = (out.kl * mask).sum() / n
+    loss = nll_mean + alpha * kl_mean
+    switches = ((out.beta > 0.5) & mask).sum(1).float().mean()
+    beta_mean = (out.beta * mask).sum() / n
+    return loss, {"action_nll": nll_mean.detach(), "kl": kl_mean.detach(), "switches": switches.detach(),
+                  "beta_mean": beta_mean.detach()}, out
+
+
+@torch.no_grad()
+def infer(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor],
+          batch: int = 256) -> dict[str, np.ndarray | float]:
+    """Deterministic pass (z̃ = μ, no Gumbel noise) on episodes: β, labels, lengths, mean NLL and KL per step."""
+    was = meta.training, model.training
+    meta.eval(), model.eval()
+    T = int(episodes["length"].max())
+    betas, nll_sum, kl_sum, n = [], 0.0, 0.0, 0
+    for i in range(0, episodes["length"].shape[0], batch):
+        part = {k: v[i:i + batch] for k, v in episodes.items()}
+        obs, actions = training_tensors(part, T)
+        mask = actions >= 0
+        out = meta(lower(model, obs[:, :-1], layer), mask, sample=False)
+        nll, _ = sequence_nll(upper_logits(model, out.e_hat, layer), actions)
+        betas.append((out.beta * mask).float().cpu())
+        nll_sum += float(nll.sum())
+        kl_sum += float((out.kl * mask).sum())
+        n += int(mask.sum())
+    meta.train(was[0]), model.train(was[1])
+    return {"beta": torch.cat(betas).numpy().astype(np.float32),
+            "subgoal": episodes["subgoal"][:, :T].cpu().numpy().astype(np.int8),
+            "length": episodes["length"].cpu().numpy().astype(np.int64),
+            "action_nll": nll_sum / max(1, n), "kl": kl_sum / max(1, n)}
+
+
+def evaluate(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Rate, distortion, switches and alignment on held-out episodes."""
+    r = infer(model, meta, layer, episodes)
+    return {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
+
+
+# --- checkpoints --------------------------------------------------------------------------------------
+def save_metacontroller(path, meta: MetaController, model: GridTransformer, layer: int, cfg: DiscoveryConfig,
+                        info: dict) -> Path:
+    """Weights of the metacontroller (and of the base model when co-trained) + config and provenance."""
+    state = {f"meta.{k}": v for k, v in meta.state_dict().items()}
+    if cfg.variant == "cotrained":
+        state.update({f"base.{k}": v for k, v in model.state_dict().items()})
+    config = {"meta": meta.config_dict(), "layer": layer, "variant": cfg.variant, "base_config": model.config_dict()}
+    return save_checkpoint(path, state, KIND, config, {"discovery_config": cfg.to_dict(), **info})
+
+
+def load_metacontroller(path, device="cpu", base: str | Path | None = None) -> tuple[MetaController, GridTransformer, int, dict]:
+    """Load ``(metacontroller, base model, layer, meta)``; a frozen variant loads its base model from ``base``
+    or from the checkpoint's recorded ``base_checkpoint``. Any mismatch raises :class:`CheckpointError`."""
+    from irl_core.pretrain import load_base_model
+    dev = resolve_device(device)
+    state, config, info = load_checkpoint(path, KIND)
+    weights = f"{Path(path).with_suffix('')}.safetensors"
+    try:
+        meta = MetaController(MetaControllerConfig(**config["meta"]))
+        layer, variant, base_cfg = int(config["layer"]), config["variant"], TransformerConfig(**config["base_config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: invalid metacontroller config ({type(e).__name__}: {e})") from None
+    load_state_into(meta, {k[5:]: v for k, v in state.items() if k.startswith("meta.")}, weights)
+    if variant == "cotrained":
+        model = GridTransformer(base_cfg)
+        load_state_into(model, {k[5:]: v for k, v in state.items() if k.startswith("base.")}, weights)
+    else:
+        base = base or info.get("base_checkpoint")
+        if not base:
+            raise CheckpointError(f"{path}: no base model recorded; pass --base")
+        model = load_base_model(base, dev)
+        if model.cfg.d_model != meta.cfg.d_model or model.n_layers != base_cfg.n_layers:
+            raise CheckpointError(f"{path}: trained on a base model with d_model={meta.cfg.d_model}, "
+                                  f"{base_cfg.n_layers} layers; {base} has d_model={model.cfg.d_model}, {model.n_layers} layers")
+    return meta.to(dev).eval(), freeze(model.to(dev)), layer, info
+
+
+# --- training -----------------------------------------------------------------------------------------
+def heldout_set(n: int, seed: int, device) -> dict[str, torch.Tensor]:
+    """``n`` held-out D* episodes: the seed stream of :func:`irl_core.probing.heldout_episodes` (disjoint
+    from training's), rebuilt here so that training does not import scikit-learn."""
+    env = BatchedGridPinpad(n, "pretrain", device, seed=10_000_019 + seed)
+    return trim(expert_episodes(env, 0.0))
+
+
+def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, progress: bool = True,
+          base_checkpoint: str | None = None) -> dict:
+    """Train (or resume from ``run``) one metacontroller; returns the final result (also in ``result.json``)."""
+    dev = next(base.parameters()).device
+    model, meta, layer = make_models(base, cfg, seed)
+    frozen = cfg.variant != "cotrained"
+    params = list(meta.parameters()) + ([] if frozen else list(model.parameters()))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
+    noise = torch.Generator(device=dev)
+    noise.manual_seed(seed + 1)
+    eval_set = heldout_set(cfg.eval_episodes, seed, dev)
+    modules = {"meta": meta} if frozen else {"meta": meta, "base": model}
+    gens = {"env": env.generator, "noise": noise}
+    full_cfg = {"stage": "discover", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
+    last = run.checkpoint_dir / "last"
+    step = 0
+    if last.with_suffix(".json").exists():
+        state, saved, smeta = load_checkpoint(last, "metacontroller-state")
+        if saved != full_cfg:
+            raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
+        restore_training_state(modules, opt, gens, state, last)
+        step = int(smeta["step"])
+        run.truncate_metrics(step)
+    run.write_config(full_cfg)
+    run.set_status("running", device=str(dev), step=step)
+    t0, s0 = time.time(), step
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"discover α={cfg.alpha} {cfg.variant}", unit="step",
+               disable=not progress)
+    try:
+        while step < cfg.steps:
+            with torch.no_grad():
+                episodes = expert_episodes(env, 0.0)
+            loss, m, _ = metacontroller_loss(model, meta, layer, episodes, cfg.alpha, frozen, True, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps:
+                row = {"losses/loss": loss.item(), "losses/action_nll": float(m["action_nll"]),
+                       "losses/kl": float(m["kl"]), "charts/switches": float(m["switches"]),
+                       "charts/beta_mean": float(m["beta_mean"]),
+                       "charts/SPS": (step - s0) / max(1e-9, time.time() - t0)}
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    ev = evaluate(model, meta, layer, eval_set)
+                    row.update({f"eval/{k}": v for k, v in ev.items()})
+                    bar.set_postfix(nll=f"{ev['action_nll']:.3f}", kl=f"{ev['kl']:.2f}", f1=f"{ev['f1']:.2f}")
+                run.log(step, **row)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_checkpoint(last, training_state(modules, opt, gens), "metacontroller-state", full_cfg, {"step": step})
+                run.set_status("running", step=step)
+        ev = evaluate(model, meta, layer, eval_set)
+        result = {"alpha": cfg.alpha, "seed": seed, "variant": cfg.variant, "layer": layer, "steps": cfg.steps,
+                  "rate": ev["kl"], "distortion": ev["action_nll"], **ev, "run_dir": str(run.path),
+                  "base_checkpoint": base_checkpoint}
+        save_metacontroller(run.checkpoint_dir / "metacontroller", meta, model, layer, cfg,
+                            {"base_checkpoint": base_checkpoint, "seed": seed, "result": result})
+        atomic_write_json(run.path / "result.json", result)
+    except KeyboardInterrupt:
+        run.set_status("cancelled", step=step)
+        raise
+    except BaseException as e:
+        run.fail(e)
+        raise
+    finally:
+        bar.close()
+    run.set_status("done", step=step)
+    return result
+
+
+# --- α sweep ------------------------------------------------------------------------------------------
+def point_name(variant: str, alpha: float, seed: int) -> str:
+    return f"{variant}_alpha{alpha:g}_seed{seed}"
+
+
+def collect_results(root: str | Path) -> list[dict]:
+    rows = []
+    for p in sorted(Path(root).glob("points/*/result.json")):
+        try:
+            rows.append(json.loads(p.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = "cpu",
+              alphas=PAPER_ALPHAS, seeds=(0,), variants=("frozen",), jobs: int = 1, device: str = "cpu",
+              overrides: dict | None = None, table: str | Path | None = None, progress: bool = True) -> dict:
+    """Run every (variant, α, seed) point as ``python -m irl_core discover`` subprocesses, ``jobs`` at a time.
+
+    Points whose ``result.json`` exists are skipped (a rerun resumes an interrupted sweep; an interrupted
+    point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
+    lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction.
+    """
+    for v, a in itertools.product(variants, alphas):  # validate every point before launching anything
+        discovery_preset(preset_name, variant=v, alpha=float(a), **(overrides or {}))
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    root = Path(root)
+    (root / "points").mkdir(parents=True, exist_ok=True)
+    points = [(v, float(a), int(s)) for v, a, s in itertools.product(variants, alphas, seeds)]
+    todo = [p for p in points if not (root / "points" / point_name(*p) / "result.json").exists()]
+    skipped = len(points) - len(todo)
+    if progress:
+        print(f"sweep {root}: {len(points)} points, {skipped} already done, {len(todo)} to run, {jobs} at a time")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    running: list[tuple[tuple, subprocess.Popen, object]] = []
+    failed = []
+    queue = list(todo)
+    while queue or running:
+        while queue and len(running) < jobs:
+            v, a, s = p = queue.pop(0)
+            d = root / "points" / point_name(*p)
+            d.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "irl_core", "discover", "--base", str(base_checkpoint), "--preset", preset_name,
+                   "--alpha", str(a), "--seed", str(s), "--variant", v, "--run-dir", str(d), "--device", device,
+                   "--threads", "1", "--quiet"]
+            for k, val in (overrides or {}).items():
+                flag = f"--{k.replace('_', '-')}"
+                if isinstance(val, bool):
+                    cmd += [flag] if val else []
+                elif val is not None:
+                    cmd += [flag, str(val)]
+            log = open(d / "log.txt", "w")
+            running.append((p, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env), log))
+        time.sleep(0.2)
+        for item in list(running):
+            p, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                ok = proc.returncode == 0
+                if not ok:
+                    failed.append(point_name(*p))
+                if progress:
+                    log_path = root / "points" / point_name(*p) / "log.txt"
+                    print(f"  {point_name(*p)}: " + ("done" if ok else f"FAILED (see {log_path})"))
+    rows = collect_results(root)
+    wanted = {point_name(*p) for p in points}
+    rows = [r for r in rows if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) in wanted]
+    keys = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
+            "f1", "binary_fraction", "mean_length", "steps", "run_dir")
+    out = {"base_checkpoint": str(base_checkpoint), "preset": preset_name, "overrides": overrides or {},
+           "ran": len(todo) - len(failed), "skipped": skipped, "failed": failed,
+           "rows": [{k: r.get(k) for k in keys} for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
+    atomic_write_json(root / "results.json", out)
+    if table:
+        atomic_write_json(table, out)
+    return out
+
+
+# --- switching export ---------------------------------------------------------------------------------
+def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device="cpu", base=None) -> dict[str, float]:
+    """Write DESIGN.md's ``switching`` .npz (beta, subgoal, length) on held-out D* episodes; returns metrics."""
+    if episodes <= 0:
+        raise ValueError(f"the number of episodes must be positive, got {episodes}")
+    meta, model, layer, _ = load_metacontroller(checkpoint, device, base)
+    ep = heldout_set(episodes, seed, resolve_device(device))
+    r = infer(model, meta, layer, ep)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, beta=r["beta"], subgoal=r["subgoal"], length=r["length"])
+    return {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
+
+
+def read_table(path) -> dict:
+    return read_json(path)

@@ -1,0 +1,201 @@
+"""CLI commands of the controllers and the metacontroller: ``gt-controllers``, ``layer-sweep``,
+``gt-rollouts``, ``discover``, ``sweep`` and ``switching`` (registered through ``irl_core.cli._EXTENSIONS``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _common(p: argparse.ArgumentParser, base: bool = True) -> None:
+    if base:
+        p.add_argument("--base", default="checkpoints/grid/base", help="base-model checkpoint (default checkpoints/grid/base)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _user_error(msg: str):
+    from irl_core.cli import UserError
+    return UserError(msg)
+
+
+# --- handlers -----------------------------------------------------------------------------------------
+def _gt(args):
+    from irl_core.controllers import cli_gt_controllers
+    return cli_gt_controllers(args)
+
+
+def _layer_sweep(args):
+    from irl_core.controllers import cli_layer_sweep
+    return cli_layer_sweep(args)
+
+
+def _gt_rollouts(args):
+    from irl_core.controllers import cli_gt_rollouts
+    return cli_gt_rollouts(args)
+
+
+def _discover(args) -> int:
+    import torch
+    from irl_core.controllers import default_layer
+    from irl_core.discovery import discovery_preset, train
+    from irl_core.pretrain import load_base_model
+    from irl_core.runs import Run
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = discovery_preset(args.preset, alpha=args.alpha, variant=args.variant, steps=args.steps,
+                               batch_size=args.batch_size, layer=args.layer, gumbel=args.gumbel or None, lr=args.lr,
+                               switch_bias=args.switch_bias, decoder_init_std=args.decoder_init_std)
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    base = load_base_model(args.base, args.device)
+    try:
+        default_layer(base, cfg.layer)
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    run = Run(args.run_dir) if args.run_dir else Run.create("discover")
+    print(f"run directory: {run.path}")
+    try:
+        result = train(base, cfg, run, args.seed, progress=not args.quiet, base_checkpoint=str(args.base))
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    if args.export:
+        import shutil
+        src = run.checkpoint_dir / "metacontroller"
+        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(src.with_suffix(suffix), Path(args.export).with_suffix(suffix))
+        print(f"exported {args.export}")
+    print(f"α={cfg.alpha} {cfg.variant}: distortion (action NLL/step) {result['distortion']:.4f}, rate (KL/step) "
+          f"{result['rate']:.4f}, switches/episode {result['switches']:.2f} (true changes {result['true_changes']:.2f}), "
+          f"F1 {result['f1']:.3f}, quasi-binary {result['binary_fraction']:.3f}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from irl_core.discovery import run_sweep
+    from irl_core.runs import Run
+    root = Path(args.out_dir) if args.out_dir else Run.create("sweep").path
+    try:
+        alphas, seeds = _floats(args.alphas), _ints(args.seeds)
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        out = run_sweep(args.base, root, args.preset, alphas, seeds, variants, args.jobs, args.device,
+                        {"steps": args.steps, "batch_size": args.batch_size, "gumbel": args.gumbel or None,
+                         "switch_bias": args.switch_bias, "decoder_init_std": args.decoder_init_std},
+                        args.table)
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
+          f"({out['ran']} run now, {out['skipped']} skipped as done, {len(out['failed'])} failed)")
+    for r in out["rows"]:
+        print(f"  {r['variant']:9s} α={r['alpha']:<5g} seed {r['seed']}: rate {r['rate']:.3f} distortion "
+              f"{r['distortion']:.3f} switches {r['switches']:.2f} F1 {r['f1']:.3f} binary {r['binary_fraction']:.3f}")
+    return 1 if out["failed"] else 0
+
+
+def _switching(args) -> int:
+    from irl_core.discovery import export_switching
+    try:
+        m = export_switching(args.checkpoint, args.out, args.episodes, args.seed, args.device, args.base)
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    print(f"wrote {args.out}: {args.episodes} held-out D* episodes; switches/episode {m['switches']:.2f} "
+          f"(true changes {m['true_changes']:.2f}), precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+          f"F1 {m['f1']:.3f}, quasi-binary {m['binary_fraction']:.3f}")
+    return 0
+
+
+# --- registration -------------------------------------------------------------------------------------
+def register(sub) -> None:
+    p = sub.add_parser("gt-controllers", help="train ground-truth subgoal controllers and measure held-out success")
+    p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A7) (default cpu)")
+    p.add_argument("--layer", type=int, help="controlled layer (default L/2)")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--episodes", type=int, help="held-out-task evaluation episodes (default: the preset's)")
+    p.add_argument("--run-dir", help="run directory (default runs/gt-controllers/<id>); an existing one is resumed")
+    p.add_argument("--export", help="save the controllers as this checkpoint (e.g. checkpoints/grid/gt_controllers)")
+    p.add_argument("--report", help="also write the evaluation report to this JSON file")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=_gt)
+
+    p = sub.add_parser("layer-sweep", help="GT controllers at every controlled layer (Fig. 4)")
+    p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (default cpu)")
+    p.add_argument("--layers", help="comma-separated layers (default 0..L)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--episodes", type=int, help="held-out-task evaluation episodes per point")
+    p.add_argument("--run-dir", help="directory of the per-layer runs (resumable)")
+    p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/grid/reports/controllers_layers.json)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+    _common(p)
+    p.set_defaults(handler=_layer_sweep)
+
+    p = sub.add_parser("gt-rollouts", help="export rollouts of the GT-controlled base model as .npz")
+    p.add_argument("--checkpoint", default="checkpoints/grid/gt_controllers", help="gt-controllers checkpoint")
+    p.add_argument("--task", default="heldout", help="'heldout' (default), 'pretrain' or a task string")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--out", required=True, help="output .npz file")
+    _common(p)
+    p.set_defaults(handler=_gt_rollouts)
+
+    p = sub.add_parser("discover", help="train one metacontroller (unsupervised abstract-action discovery)")
+    p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A9) (default cpu)")
+    p.add_argument("--alpha", type=float, help="KL strength α (default: the preset's, 0.1)")
+    p.add_argument("--variant", choices=("frozen", "beta1", "cotrained"), help="default frozen")
+    p.add_argument("--layer", type=int, help="controlled layer (default L/2)")
+    p.add_argument("--gumbel", action="store_true", help="Gumbel-Sigmoid relaxation of β in training")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help="override the learning rate")
+    p.add_argument("--switch-bias", type=float, help="initial β-head bias (default 0: β ≈ 0.5 at the start)")
+    p.add_argument("--decoder-init-std", type=float, help="init std of the z-dependent decoder weights (default 0)")
+    p.add_argument("--run-dir", help="run directory (default runs/discover/<id>); an existing one is resumed")
+    p.add_argument("--export", help="copy the trained metacontroller to this checkpoint path")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+    _common(p)
+    p.set_defaults(handler=_discover)
+
+    p = sub.add_parser("sweep", help="α sweep of metacontrollers in parallel processes (resumable)")
+    p.add_argument("--preset", default="cpu", help="preset of every point (default cpu)")
+    p.add_argument("--alphas", default="0,0.05,0.1,0.17,0.3,0.5,1", help="comma-separated α values (Table A9)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    p.add_argument("--variants", default="frozen", help="comma-separated: frozen, beta1, cotrained")
+    p.add_argument("--jobs", type=int, default=1, help="points run at once, one CPU thread each (default 1)")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--gumbel", action="store_true", help="Gumbel-Sigmoid β in training (the paper's grid rate–distortion)")
+    p.add_argument("--switch-bias", type=float, help="initial β-head bias of every point (default 0)")
+    p.add_argument("--decoder-init-std", type=float, help="decoder init std of every point (default 0)")
+    p.add_argument("--out-dir", help="sweep directory (default runs/sweep/<id>); rerunning skips finished points")
+    p.add_argument("--table", help="also write the results table here (e.g. checkpoints/grid/reports/discovery.json)")
+    _common(p)
+    p.set_defaults(handler=_sweep)
+
+    p = sub.add_parser("switching", help="export β and subgoal labels of held-out D* episodes as .npz")
+    p.add_argument("--checkpoint", required=True, help="metacontroller checkpoint")
+    p.add_argument("--base", help="base-model checkpoint (default: the one recorded in the metacontroller)")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--out", required=True, help="output .npz file")
+    _common(p, base=False)
+    p.set_defaults(handler=_switching)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use python -m irl_core")
