@@ -13,8 +13,6 @@ and continues the same curve.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from irl_core.checkpoints import CheckpointError, atomic_write_json, load_checkp
 from irl_core.config import PRETRAIN_PRESETS, PretrainConfig, preset
 from irl_core.data import expert_episodes, training_tensors
 from irl_core.device import resolve_device
+from irl_core.machine import describe_machine
 from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.models.transformer import KIND, GridTransformer, TransformerConfig, pretrain_loss
 from irl_core.runs import Run
@@ -167,7 +166,7 @@ def export(model: GridTransformer, path: str | Path, run: Run, cfg: PretrainConf
     evals = [r for r in metrics if "eval/action_acc" in r]
     steps = int((run.status() or {}).get("step", cfg.steps))
     meta = {"steps": steps, "episodes": steps * cfg.batch_size, "seed": seed, "command": command,
-            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}".strip(),
+            "machine": describe_machine(),
             "device": str(next(model.parameters()).device), "pretrain_config": cfg.to_dict(),
             "final_eval_action_acc": evals[-1]["eval/action_acc"] if evals else None}
     out = save_checkpoint(path, model.state_dict(), KIND, model.config_dict(), meta)

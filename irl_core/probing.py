@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -67,7 +69,9 @@ def last_visited_colour(episodes: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def fit_probe(x_train, y_train, x_test, y_test, seed: int) -> float:
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=1.0, random_state=seed))
-    clf.fit(x_train, y_train)
+    with warnings.catch_warnings():  # the shuffled-label control cannot converge to anything useful, by design
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_train, y_train)
     return float((clf.predict(x_test) == y_test).mean())
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from irl_core.config import PRETRAIN_PRESETS  # noqa: E402
+from irl_core.machine import describe_machine  # noqa: E402
 from irl_core.data import expert_episodes, training_tensors  # noqa: E402
 from irl_core.envs.grid import BatchedGridPinpad  # noqa: E402
 from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, format_task  # noqa: E402
@@ -32,15 +31,7 @@ from irl_core.data import run_episodes  # noqa: E402
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    return describe_machine()
 
 
 def expert_table(n: int) -> list[str]:
@@ -51,16 +42,17 @@ def expert_table(n: int) -> list[str]:
     return rows
 
 
-def env_speed(B: int = 4096, steps: int = 200) -> float:
+def env_speed(B: int = 4096, steps: int = 100) -> tuple[float, float]:
+    """(steps/s of ``step`` alone, seconds per ``reset``) at batch ``B``; observations are built every step."""
     env = BatchedGridPinpad(B, seed=0)
+    t = time.perf_counter()
     env.reset()
+    reset_s = time.perf_counter() - t
     actions = torch.randint(4, (steps, B))
-    env.step(actions[0])
     t = time.perf_counter()
     for i in range(steps):
-        env.reset() if i % 100 == 99 else None
         obs, *_ = env.step(actions[i])
-    return B * steps / (time.perf_counter() - t)
+    return B * steps / (time.perf_counter() - t), reset_s
 
 
 def expert_generation_speed(B: int = 1024, reps: int = 3) -> float:
@@ -110,11 +102,12 @@ def main() -> None:
     out = [f"## Gridworld (measured {datetime.date.today()} on {machine()})", "",
            f"Command: `python scripts/bench_grid.py --episodes {args.episodes}`", "", "### DP expert", ""]
     out += expert_table(args.episodes)
-    sps = env_speed()
+    sps, reset_s = env_speed()
     eps = expert_generation_speed()
     tr_steps, tr_tokens = training_speed()
     out += ["", "### Speed", "", "| what | figure |", "|---|---|",
-            f"| batched env, B=4096, random actions, observations built | {sps:,.0f} steps/s |",
+            f"| batched env `step`, B=4096, random actions, observations built | {sps:,.0f} steps/s |",
+            f"| batched env `reset`, B=4096 (layouts, solvability check, distance maps) | {reset_s:.2f} s, i.e. {sps * 100 * 4096 / (100 * 4096 + sps * reset_s) / 1e3 * 1e3:,.0f} steps/s amortised over 100-step episodes |",
             f"| expert episodes generated (batched env + DP expert, B=1024) | {eps:,.0f} episodes/s |",
             f"| base-model training, `cpu` preset (d128 L6, batch 128, data generated in the loop) | {tr_steps:.2f} steps/s, {tr_tokens:,.0f} tokens/s |"]
     ck = Path(args.checkpoint)

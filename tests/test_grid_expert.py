@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from irl_core.data import expert_episodes
-from irl_core.envs.grid import BatchedGridPinpad, GridPinpadEnv
+from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, format_task
 from irl_core.experts.grid_expert import action_distribution
 from test_grid_env import DELTAS, bfs_actions

@@ -77,22 +77,24 @@ def distance_maps(layout: torch.Tensor) -> torch.Tensor:
     colour cell other than ``c`` gets INF (it may not be entered), but an agent standing on it can still
     leave: use :func:`distance_from` for the distance of a starting cell.
     """
-    B = layout.shape[0]
-    dev = layout.device
-    colours = torch.arange(N_COLOURS, device=dev).view(1, N_COLOURS, 1)
-    lay = layout.long().unsqueeze(1)  # (B, 1, 49)
-    passable = (lay == EMPTY) | (lay == colours)  # (B, 8, 49)
+    B, dev = layout.shape[0], layout.device
+    colours = torch.arange(N_COLOURS, device=dev).view(1, N_COLOURS, 1, 1)
+    lay = layout.long().view(B, 1, G, G)
+    passable = (lay == EMPTY) | (lay == colours)  # (B, 8, 7, 7)
     is_target = lay == colours
-    dist = torch.where(is_target, 0, INF)  # (B, 8, 49)
-    nxt = torch.as_tensor(NEXT_CELL, device=dev)  # (49, 4)
-    for _ in range(N_CELLS):
-        nbr = dist[:, :, nxt].amin(-1)  # (B, 8, 49)
-        new = torch.where(passable, torch.minimum(dist, nbr + 1), INF)
-        new = torch.where(is_target, 0, new).clamp_max(INF)
-        if torch.equal(new, dist):
+    padded = torch.full((B, N_COLOURS, G + 2, G + 2), INF, dtype=torch.int32, device=dev)  # INF border = off-grid
+    inner = torch.where(is_target, 0, INF).to(torch.int32)
+    padded[:, :, 1:-1, 1:-1] = inner
+    for _ in range(N_CELLS):  # relaxation: each sweep extends the shortest paths by one step
+        nbr = torch.minimum(torch.minimum(padded[:, :, :-2, 1:-1], padded[:, :, 2:, 1:-1]),
+                            torch.minimum(padded[:, :, 1:-1, :-2], padded[:, :, 1:-1, 2:]))
+        new = torch.where(passable, torch.minimum(inner, nbr + 1), INF)
+        new = torch.where(is_target, 0, new).clamp_max(INF).to(torch.int32)
+        if torch.equal(new, inner):
             break
-        dist = new
-    return dist
+        inner = new
+        padded[:, :, 1:-1, 1:-1] = inner
+    return inner.view(B, N_COLOURS, N_CELLS).long()
 
 
 def effective_next(layout: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ activation (that is how a controller writes into the residual stream), returning
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn

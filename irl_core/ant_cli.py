@@ -1,0 +1,180 @@
+"""Ant-pinpad commands for ``python -m irl_core``: ``ant-expert``, ``ant-eval``, ``ant-data``, ``video`` and the
+ant half of ``rollouts`` (called by :mod:`irl_core.rollouts` as :func:`rollouts`).
+
+Examples::
+
+    python -m irl_core ant-expert --preset cpu --run-dir runs/ant_expert/main --export checkpoints/ant/expert
+    python -m irl_core ant-eval --episodes 200 --out checkpoints/ant/reports/expert.json
+    python -m irl_core ant-data --episodes 1000 --mean-action --out data/ant_dstar.npz
+    python -m irl_core video --env ant --policy expert --task 0-3-2 --seed 0 --out ant.mp4
+    python -m irl_core rollouts --env ant --policy expert --task heldout --episodes 20 --seed 0 --out r.npz
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+DEFAULT_EXPERT = "checkpoints/ant/expert"
+_GRID_DEFAULT = "checkpoints/grid/base"
+
+
+def _user_error(msg: str) -> Exception:
+    from irl_core.cli import UserError
+    return UserError(msg)
+
+
+def _expert_path(args) -> str:
+    ckpt = getattr(args, "checkpoint", None)
+    return DEFAULT_EXPERT if ckpt in (None, "", _GRID_DEFAULT) else ckpt
+
+
+def _check_policy(args) -> None:
+    if getattr(args, "policy", "expert") != "expert":
+        raise _user_error(f"policy {args.policy!r} is not available for the ant; use --policy expert")
+
+
+def _check_device(args) -> None:
+    from irl_core.device import resolve_device
+    resolve_device(getattr(args, "device", "cpu"))
+
+
+def _positive(name: str, value: int) -> None:
+    if value is None or value < 1:
+        raise _user_error(f"--{name} must be a positive integer, got {value}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------------------------------
+def cli_expert(args) -> int:
+    import torch
+    from irl_core.experts.ant_expert import make_config, train_expert
+    from irl_core.runs import Run
+    _check_device(args)
+    try:
+        cfg = make_config(args.preset, total_steps=args.steps, num_envs=args.num_envs, seed=args.seed,
+                          threads=args.threads)
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    torch.set_num_threads(cfg.threads)
+    run = Run(args.run_dir) if args.run_dir else Run.create("ant_expert")
+    print(f"run directory: {run.path}")
+    train_expert(cfg, run, export=args.export, progress=not args.quiet)
+    if args.export:
+        print(f"exported {args.export}")
+    return 0
+
+
+def cli_eval(args) -> int:
+    import torch
+    from irl_core.ant_data import evaluate_report
+    from irl_core.checkpoints import atomic_write_json
+    _check_device(args)
+    _positive("episodes", args.episodes)
+    torch.set_num_threads(1)
+    report = evaluate_report(args.checkpoint, args.episodes, args.seed, heldout_episodes=args.heldout_episodes)
+    print(json.dumps(report, indent=2))
+    if args.out:
+        atomic_write_json(args.out, report)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cli_data(args) -> int:
+    import torch
+    from irl_core.ant_data import generate_dataset, save_dataset
+    from irl_core.envs.tasks import task_set
+    _check_device(args)
+    _positive("episodes", args.episodes)
+    torch.set_num_threads(1)
+    tasks = task_set(args.tasks, "ant")
+    data = generate_dataset(args.checkpoint, tasks, args.episodes, seed=args.seed, mean_action=args.mean_action,
+                            keep_failures=args.keep_failures, progress=not args.quiet)
+    save_dataset(args.out, data)
+    n = len(data["length"])
+    print(f"wrote {args.out}: {n} episodes, {int(data['length'].sum())} steps "
+          f"({'D*: mean action' if args.mean_action else 'D: sampled actions'}; "
+          f"kept {n} of {data['attempted']} attempted)")
+    return 0
+
+
+def cli_video(args) -> int:
+    import torch
+    from irl_core.ant_data import record_video
+    if args.env != "ant":
+        raise _user_error("this video command renders the ant; the grid has its own frames in the app")
+    _check_policy(args)
+    _check_device(args)
+    torch.set_num_threads(1)
+    res = record_video(_expert_path(args), args.task, args.seed, args.out, camera=args.camera,
+                       size=args.size, mean_action=args.mean_action)
+    print(f"wrote {args.out}: {res['frames']} frames, task {res['task']}, {res['event']} after {res['length']} steps")
+    return 0
+
+
+def rollouts(args) -> int:
+    """``rollouts --env ant``: export expert rollouts in DESIGN.md's ant format."""
+    import torch
+    from irl_core.ant_data import export_rollouts
+    from irl_core.envs.tasks import task_set
+    _check_policy(args)
+    _check_device(args)
+    _positive("episodes", args.episodes)
+    torch.set_num_threads(1)
+    tasks = task_set(args.task, "ant")
+    out = export_rollouts(_expert_path(args), tasks, args.episodes, args.seed, args.out,
+                          mean_action=getattr(args, "greedy", False))
+    print(f"wrote {args.out}: {args.episodes} episodes, success {out['success'].mean():.2f}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsers
+# --------------------------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu; the ant runs on the CPU)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("ant-expert", help="train or resume the ant-pinpad locomotion expert with PPO")
+    p.add_argument("--preset", default="cpu", help="tiny (seconds, tests) or cpu (the shipped expert; default)")
+    p.add_argument("--run-dir", help="run directory (default runs/ant_expert/<id>); an existing one is resumed")
+    p.add_argument("--steps", type=int, help="override the preset's total environment steps")
+    p.add_argument("--num-envs", type=int, help="override the number of parallel environments")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--export", help="also save the final policy as this checkpoint (e.g. checkpoints/ant/expert)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=cli_expert)
+
+    p = subparsers.add_parser("ant-eval", help="measure the ant expert's success on the pretraining and held-out tasks")
+    p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
+    p.add_argument("--episodes", type=int, default=200, help="episodes on the pretraining tasks (default 200)")
+    p.add_argument("--heldout-episodes", type=int, help="episodes on the held-out task (default: --episodes)")
+    p.add_argument("--out", help="write the report JSON here (e.g. checkpoints/ant/reports/expert.json)")
+    _common(p)
+    p.set_defaults(handler=cli_eval)
+
+    p = subparsers.add_parser("ant-data", help="generate ant dataset D (sampled actions) or D* (--mean-action)")
+    p.add_argument("--episodes", type=int, required=True, help="number of successful episodes to keep")
+    p.add_argument("--tasks", default="pretrain", help="'pretrain', 'heldout' or a task string such as 0-3-2")
+    p.add_argument("--mean-action", action="store_true", help="take the Gaussian's mean (D*) instead of sampling (D)")
+    p.add_argument("--keep-failures", action="store_true", help="keep unsuccessful episodes too")
+    p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=cli_data)
+
+    p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
+    p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")
+    p.add_argument("--policy", default="expert", help="policy (expert)")
+    p.add_argument("--task", default="0-3-2", help="task string, e.g. 0-3-2 (default)")
+    p.add_argument("--camera", default="topdown", choices=("topdown", "chase"), help="camera (default topdown)")
+    p.add_argument("--size", type=int, default=480, help="frame width and height in pixels (default 480)")
+    p.add_argument("--mean-action", action="store_true", help="take the expert's mean action")
+    p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
+    p.add_argument("--out", required=True, help="output .mp4 file")
+    _common(p)
+    p.set_defaults(handler=cli_video)
