@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from irl_core.config import preset
 from irl_core.checkpoints import CheckpointError, atomic_write_json, load_checkpoint, load_state_into, save_checkpoint
 from irl_core.data import expert_episodes, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
@@ -204,13 +205,7 @@ GT_PRESETS: dict[str, GTControllerConfig] = {
 
 
 def gt_preset(name: str, **overrides) -> GTControllerConfig:
-    if name not in GT_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(GT_PRESETS)}")
-    known = {f.name for f in fields(GTControllerConfig)}
-    bad = set(overrides) - known
-    if bad:
-        raise ValueError(f"unknown config fields {sorted(bad)}")
-    return replace(GT_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return preset(GT_PRESETS, name, **overrides)
 
 
 class GTControllers(nn.Module):

@@ -33,13 +33,14 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from irl_core.config import preset
 from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   read_json, save_checkpoint)
 from irl_core.controllers import (default_layer, freeze, lower, restore_training_state, sequence_nll, training_state,
@@ -114,13 +115,7 @@ DISCOVERY_PRESETS: dict[str, DiscoveryConfig] = {
 
 
 def discovery_preset(name: str, **overrides) -> DiscoveryConfig:
-    if name not in DISCOVERY_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(DISCOVERY_PRESETS)}")
-    known = {f.name for f in fields(DiscoveryConfig)}
-    bad = set(overrides) - known
-    if bad:
-        raise ValueError(f"unknown config fields {sorted(bad)}")
-    return replace(DISCOVERY_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    return preset(DISCOVERY_PRESETS, name, **overrides)
 
 
 # --- switching alignment ------------------------------------------------------------------------------
