@@ -265,7 +265,7 @@ def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: R
     run.set_status("running", device=str(dev), step=step)
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="gt-controllers", unit="step", disable=not progress)
-    try:
+    with run.recording(lambda: step), bar:
         while step < cfg.steps:
             with torch.no_grad():
                 episodes = expert_episodes(env, 0.0)
@@ -283,14 +283,6 @@ def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: R
                 save_checkpoint(last, training_state({"ctrl": ctrl}, opt, {"env": env.generator}),
                                 "gt-controllers-state", full_cfg, {"step": step})
                 run.set_status("running", step=step)
-    except KeyboardInterrupt:
-        run.set_status("cancelled", step=step)
-        raise
-    except BaseException as e:
-        run.fail(e)
-        raise
-    finally:
-        bar.close()
     run.set_status("done", step=step)
     return ctrl.eval()
 

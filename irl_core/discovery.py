@@ -298,7 +298,7 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc=f"discover α={cfg.alpha} {cfg.variant}", unit="step",
                disable=not progress)
-    try:
+    with run.recording(lambda: step), bar:
         while step < cfg.steps:
             with torch.no_grad():
                 episodes = expert_episodes(env, 0.0)
@@ -329,14 +329,6 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
         save_metacontroller(run.checkpoint_dir / "metacontroller", meta, model, layer, cfg,
                             {"base_checkpoint": base_checkpoint, "seed": seed, "result": result})
         atomic_write_json(run.path / "result.json", result)
-    except KeyboardInterrupt:
-        run.set_status("cancelled", step=step)
-        raise
-    except BaseException as e:
-        run.fail(e)
-        raise
-    finally:
-        bar.close()
     run.set_status("done", step=step)
     return result
 

@@ -7,7 +7,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from irl_core.envs.grid import G, WALL
-from irl_core.palette import AGENT, COLOURS, EMPTY, WALL as WALL_COLOUR
+from irl_core.palette import AGENT, COLOURS, EMPTY, WALL as WALL_COLOUR, hex_to_rgb
+
+
+def text_colour(background: str) -> str:
+    """Black on light colours (yellow, cyan), white on dark ones, for legible labels."""
+    r, g, b = hex_to_rgb(background)
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
 
 
 def grid_figure(layout: np.ndarray, agent: int | None = None, path: Sequence[int] | None = None,
@@ -19,9 +25,11 @@ def grid_figure(layout: np.ndarray, agent: int | None = None, path: Sequence[int
         for c in range(G):
             code = int(layout[r, c])
             fill = COLOURS[code] if code >= 0 else (WALL_COLOUR if code == WALL else EMPTY)
-            fig.add_shape(type="rect", x0=c, x1=c + 1, y0=r, y1=r + 1, fillcolor=fill, line=dict(color="#cccccc", width=1))
+            fig.add_shape(type="rect", x0=c, x1=c + 1, y0=r, y1=r + 1, fillcolor=fill, layer="below",
+                          line=dict(color="#cccccc", width=1))
             if code >= 0:
-                fig.add_annotation(x=c + 0.5, y=r + 0.5, text=str(code), showarrow=False, font=dict(size=16, color="white"))
+                fig.add_annotation(x=c + 0.5, y=r + 0.5, text=str(code), showarrow=False,
+                                   font=dict(size=16, color=text_colour(fill)))
     if path is not None and len(path) > 1:
         cells = np.asarray(path)
         fig.add_trace(go.Scatter(x=cells % G + 0.5, y=cells // G + 0.5, mode="lines", line=dict(color="black", width=3),
@@ -39,5 +47,5 @@ def task_html(task: Sequence[int]) -> str:
     """A task as a row of coloured, numbered chips (for st.markdown with unsafe_allow_html)."""
     chips = "".join(
         f"<span style='display:inline-block;width:1.7em;height:1.7em;line-height:1.7em;margin:1px;border-radius:4px;"
-        f"text-align:center;color:white;font-weight:600;background:{COLOURS[c]}'>{c}</span>" for c in task)
+        f"text-align:center;color:{text_colour(COLOURS[c])};font-weight:600;background:{COLOURS[c]}'>{c}</span>" for c in task)
     return f"<span style='white-space:nowrap'>{chips}</span>"

@@ -113,7 +113,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     episodes_seen = step * cfg.batch_size
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
-    try:
+    with run.recording(lambda: step), bar:
         while step < cfg.steps:
             if stop_at is not None and step >= stop_at:
                 save_checkpoint(last, _training_state(model, opt, env, step), "grid-pretrain-state", cfg.to_dict(),
@@ -148,14 +148,6 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
                 save_checkpoint(last, _training_state(model, opt, env, step), "grid-pretrain-state", cfg.to_dict(),
                                 {"step": step, "episodes": episodes_seen})
                 run.set_status("running", step=step)
-    except KeyboardInterrupt:
-        run.set_status("cancelled", step=step)
-        raise
-    except BaseException as e:
-        run.fail(e)
-        raise
-    finally:
-        bar.close()
     run.set_status("done", step=step)
     return model
 

@@ -101,18 +101,23 @@ def export_npz(path: str | Path, episodes: dict[str, torch.Tensor], **extra) -> 
 
 
 def cli_rollouts(args) -> int:
+    from irl_core.cli import UserError
     if args.env == "ant":
         from irl_core import ant_cli
         return ant_cli.rollouts(args)
+    if args.policy not in ("expert", "base", "gt-controllers"):
+        raise UserError(f"unknown grid policy {args.policy!r}; expected 'expert', 'base' or 'gt-controllers'")
     model = None
-    if args.policy == "base":
+    if args.policy != "expert":
         from irl_core.pretrain import load_base_model
         model = load_base_model(args.checkpoint, args.device)
-    elif args.policy != "expert":
-        from irl_core.cli import UserError
-        raise UserError(f"unknown grid policy {args.policy!r}; expected 'expert' or 'base'")
-    eps = rollout(args.policy, args.task, args.episodes, args.seed, args.device, model, args.greedy,
-                  end_on_wrong=not args.no_cut)
+    if args.policy == "gt-controllers":
+        from irl_core.controllers import gt_controller_rollouts, load_gt_controllers
+        ctrl, _ = load_gt_controllers(args.controllers, args.device)
+        eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
+    else:
+        eps = rollout(args.policy, args.task, args.episodes, args.seed, args.device, model, args.greedy,
+                      end_on_wrong=not args.no_cut)
     export_npz(args.out, eps)
     stats = sequence_statistics(visited_colours(eps))
     tasks = ", ".join(format_task(t) for t in task_set(args.task, "grid")[:3])

@@ -9,9 +9,10 @@ import os
 import socket
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from irl_core.checkpoints import REPO_ROOT, atomic_write_json, read_json
 
@@ -69,6 +70,18 @@ class Run:
     def fail(self, exc: BaseException) -> None:
         tail = "".join(traceback.format_exception(exc))[-4000:]
         self.set_status("failed", error=f"{type(exc).__name__}: {exc}", error_tail=tail)
+
+    @contextmanager
+    def recording(self, step: Callable[[], int]) -> Iterator[None]:
+        """Around a training loop: Ctrl-C marks the run ``cancelled``, any other error ``failed`` with its tail."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.set_status("cancelled", step=step())
+            raise
+        except BaseException as e:
+            self.fail(e)
+            raise
 
     # --- metrics -------------------------------------------------------------------------------------
     def log(self, step: int, **metrics: Any) -> None:

@@ -125,6 +125,13 @@ def test_cli_gt_controllers(tiny_base, tmp_path):
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "r.npz") as f:
         assert f["layout"].shape == (3, 7, 7) and f["task"].shape == (3, 12)
+    # the shared rollouts command gives the same episodes for the same seed
+    r = subprocess.run([sys.executable, "-m", "irl_core", "rollouts", "--policy", "gt-controllers", "--task", "heldout",
+                        "--checkpoint", str(tiny_base), "--controllers", str(out), "--episodes", "3",
+                        "--out", str(tmp_path / "r2.npz")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "r.npz") as a, np.load(tmp_path / "r2.npz") as b:
+        assert all(np.array_equal(a[k], b[k]) for k in ("layout", "start", "actions", "success"))
     r = subprocess.run([sys.executable, "-m", "irl_core", "gt-controllers", "--base", str(tmp_path / "nope"), "--preset",
                         "tiny"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "error:" in r.stderr and "nope" in r.stderr
