@@ -5,5 +5,6 @@ st.set_page_config(page_title="Internal RL explorer", layout="wide")
 
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/base_model.py", title="Linear probes", icon=":material/layers:", url_path="probes"),
 ]
 st.navigation(pages).run()

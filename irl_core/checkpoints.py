@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = REPO_ROOT / "checkpoints"
+SHIPPED = Path(os.environ.get("IRL_CHECKPOINTS_DIR", REPO_ROOT / "checkpoints"))  # the app's catalogue root
 
 
 class CheckpointError(RuntimeError):

@@ -1,0 +1,63 @@
+"""What the pretrained base model knows: its training curve, per-layer linear probes and diagnostics."""
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from irl_core.checkpoints import CheckpointError
+from irl_core.reports import load_report
+
+st.title("Linear probes: what the base model knows, layer by layer")
+st.markdown(
+    "A linear probe reads the current **subgoal** (the colour pair being sought) from the residual stream "
+    "after each layer, on held-out expert episodes; a probe trained on shuffled labels is the control. "
+    "The paper sees decoding rise to about 50% around mid-depth (chance: 25%).")
+
+
+@st.cache_data
+def report(name: str) -> dict:
+    return load_report(name)
+
+
+try:
+    probes = report("probes")
+except CheckpointError as e:
+    st.warning(str(e))
+    st.stop()
+
+layers = probes["layers"]
+fig = go.Figure()
+for key, label, colour in (("subgoal_probe", "subgoal", "#4363d8"), ("last_colour_probe", "last colour visited", "#f58231")):
+    fig.add_trace(go.Scatter(x=layers, y=probes[key]["accuracy"], mode="lines+markers", name=f"{label} probe",
+                             line=dict(color=colour, width=3)))
+    fig.add_trace(go.Scatter(x=layers, y=probes[key]["control"], mode="lines", name=f"{label}: shuffled control",
+                             line=dict(color=colour, dash="dot")))
+fig.update_layout(xaxis_title="layer (0 = embedding)", yaxis_title="test accuracy", yaxis_range=[0, 1], height=420,
+                  legend=dict(orientation="h", y=-0.25), margin=dict(t=20))
+st.plotly_chart(fig, width="stretch")
+
+acc, hist, sampled = probes["action_accuracy"], probes["history_use"], probes["sampled"]
+st.subheader("Diagnostics")
+st.dataframe(pd.DataFrame([
+    ("per-step action accuracy on held-out episodes", f"{acc['model']:.3f}"),
+    ("… expert that knows the task (ceiling)", f"{acc['expert_knowing_task']:.3f}"),
+    ("… best predictor that does not know the task", f"{acc['bayes_task_blind']:.3f}"),
+    ("history use: accuracy at segment start, target known (2nd of pair)", f"{hist['determined_acc']:.3f}"),
+    ("history use: accuracy at segment start, target open (1st of pair)", f"{hist['undetermined_acc']:.3f}"),
+    ("sampled success on the pretraining tasks", f"{sampled['success_pretraining_tasks']:.3f}"),
+    ("sampled success on the held-out task", f"{sampled['success_heldout_task']:.4f}"),
+], columns=["measure", "value"]), hide_index=True, width="stretch")
+
+try:
+    curve = report("pretrain_curve")
+except CheckpointError as e:
+    st.info(str(e))
+else:
+    rows = [r for r in curve["curve"] if "eval/action_acc" in r]
+    if rows:
+        st.subheader("Training curve")
+        st.caption(f"`{curve['meta']['command']}` — {curve['meta']['episodes']:,} episodes")
+        fig = go.Figure(go.Scatter(x=[r["charts/episodes"] for r in rows], y=[r["eval/action_acc"] for r in rows],
+                                   mode="lines+markers", line=dict(color="#3cb44b", width=3)))
+        fig.update_layout(xaxis_title="training episodes", yaxis_title="held-out action accuracy", height=320,
+                          margin=dict(t=20))
+        st.plotly_chart(fig, width="stretch")
