@@ -33,7 +33,7 @@ def _add_common(p: argparse.ArgumentParser, seed: bool = True, device: bool = Tr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m irl_core", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m irl_core", description="Every stage of the project, one command each; COMMAND --help for its options.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("data", help="generate a grid dataset D (ε-noisy expert) or D* (ε=0) with subgoal labels")
