@@ -494,7 +494,7 @@ def train_expert(cfg: ExpertConfig, run, export: str | Path | None = None, progr
                 adv[s] = last
             ret = adv + val_buf
             b_obs, b_act = obs_buf.reshape(-1, FEATURE_DIM), act_buf.reshape(-1, ACT_DIM)
-            b_logp, b_adv, b_ret, b_val = logp_buf.reshape(-1), adv.reshape(-1), ret.reshape(-1), val_buf.reshape(-1)
+            b_logp, b_adv, b_ret = logp_buf.reshape(-1), adv.reshape(-1), ret.reshape(-1)
             mb = batch_size // cfg.minibatches
             clipfracs, stats = [], {}
             for _ in range(cfg.epochs):
