@@ -110,3 +110,33 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], sou
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(state[k].shape)}, the model expects {tuple(v.shape)}")
     module.load_state_dict(state)
+
+
+def training_state(modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                   generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    """Weights of ``modules``, AdamW moments and generator states as one flat tensor dict."""
+    state = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for k, v in opt.state.get(p, {}).items():
+            state[f"opt.{i}.{k}"] = v.reshape(-1) if v.dim() == 0 else v
+    for name, g in generators.items():
+        state[f"rng.{name}"] = g.get_state()
+    return state
+
+
+def restore_training_state(modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                           generators: dict[str, torch.Generator], state: dict[str, torch.Tensor], source) -> None:
+    """Inverse of :func:`training_state`: weights, optimizer moments and generator states back in place."""
+    for name, m in modules.items():
+        load_state_into(m, {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}, source)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        entry = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"opt.{i}.")}
+        if entry:
+            entry["step"] = entry["step"].reshape(()) if "step" in entry else torch.tensor(0.0)
+            opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in entry.items()}
+    for name, g in generators.items():
+        if f"rng.{name}" not in state:
+            raise CheckpointError(f"{source}: missing generator state {name!r}")
+        g.set_state(state[f"rng.{name}"].to(torch.uint8).cpu())

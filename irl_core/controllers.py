@@ -37,7 +37,8 @@ from torch import nn
 from tqdm import tqdm
 
 from irl_core.config import preset
-from irl_core.checkpoints import CheckpointError, atomic_write_json, load_checkpoint, load_state_into, save_checkpoint
+from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+                                  restore_training_state, save_checkpoint, training_state)
 from irl_core.data import expert_episodes, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
@@ -143,35 +144,6 @@ def default_layer(model: GridTransformer, layer: int | None) -> int:
 
 
 # --- training-state checkpoints (shared by controllers.py and discovery.py) -------------------------
-def training_state(modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
-                   generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
-    """Weights of ``modules``, AdamW moments and generator states as one flat tensor dict."""
-    state = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        for k, v in opt.state.get(p, {}).items():
-            state[f"opt.{i}.{k}"] = v.reshape(-1) if v.dim() == 0 else v
-    for name, g in generators.items():
-        state[f"rng.{name}"] = g.get_state()
-    return state
-
-
-def restore_training_state(modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
-                           generators: dict[str, torch.Generator], state: dict[str, torch.Tensor], source) -> None:
-    for name, m in modules.items():
-        load_state_into(m, {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}, source)
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        entry = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"opt.{i}.")}
-        if entry:
-            entry["step"] = entry["step"].reshape(()) if "step" in entry else torch.tensor(0.0)
-            opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in entry.items()}
-    for name, g in generators.items():
-        if f"rng.{name}" not in state:
-            raise CheckpointError(f"{source}: missing generator state {name!r}")
-        g.set_state(state[f"rng.{name}"].to(torch.uint8).cpu())
-
-
 # --- ground-truth subgoal controllers ---------------------------------------------------------------
 @dataclass
 class GTControllerConfig:

@@ -42,9 +42,8 @@ from tqdm import tqdm
 
 from irl_core.config import preset
 from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
-                                  read_json, save_checkpoint)
-from irl_core.controllers import (default_layer, freeze, lower, restore_training_state, sequence_nll, training_state,
-                                  upper_logits)
+                                  read_json, restore_training_state, save_checkpoint, training_state)
+from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad

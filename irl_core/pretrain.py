@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from irl_core.checkpoints import CheckpointError, atomic_write_json, load_checkpoint, load_state_into, save_checkpoint
+from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+                                  restore_training_state, save_checkpoint, training_state)
 from irl_core.config import PRETRAIN_PRESETS, PretrainConfig, preset
 from irl_core.data import expert_episodes, training_tensors
 from irl_core.device import resolve_device
@@ -42,27 +43,6 @@ def learning_rate(cfg: PretrainConfig, step: int) -> float:
 def _optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                              fused=device.type == "cuda")
-
-
-def _training_state(model, opt, env, step: int) -> dict[str, torch.Tensor]:
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    params = list(model.parameters())
-    for i, p in enumerate(params):
-        for name, value in opt.state.get(p, {}).items():
-            state[f"opt.{i}.{name}"] = value.reshape(-1) if value.dim() == 0 else value
-    state["rng"] = env.generator.get_state()
-    return state
-
-
-def _restore(model, opt, env, state: dict[str, torch.Tensor], source) -> None:
-    load_state_into(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")}, source)
-    params = list(model.parameters())
-    for i, p in enumerate(params):
-        entry = {k.split(".", 2)[2]: v for k, v in state.items() if k.startswith(f"opt.{i}.")}
-        if entry:
-            entry["step"] = entry["step"].reshape(()) if "step" in entry else torch.tensor(0.0)
-            opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in entry.items()}
-    env.generator.set_state(state["rng"].to(torch.uint8).cpu() if env.device.type == "cpu" else state["rng"].cpu())
 
 
 @torch.no_grad()
@@ -104,7 +84,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
         state, saved_cfg, meta = load_checkpoint(last, "grid-pretrain-state")
         if saved_cfg != cfg.to_dict():
             raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
-        _restore(model, opt, env, state, last)
+        restore_training_state({"model": model}, opt, {"env": env.generator}, state, last)
         step = int(meta["step"])
         run.truncate_metrics(step)
     run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), **cfg.to_dict()})
@@ -116,7 +96,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
             if stop_at is not None and step >= stop_at:
-                save_checkpoint(last, _training_state(model, opt, env, step), "grid-pretrain-state", cfg.to_dict(),
+                save_checkpoint(last, training_state({"model": model}, opt, {"env": env.generator}), "grid-pretrain-state", cfg.to_dict(),
                                 {"step": step, "episodes": episodes_seen})
                 run.set_status("cancelled", step=step, note="stopped early; run the same command to resume")
                 return model
@@ -145,7 +125,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
                     bar.set_postfix(acc=f"{ev['action_acc']:.3f}")
                 run.log(step, **row)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(last, _training_state(model, opt, env, step), "grid-pretrain-state", cfg.to_dict(),
+                save_checkpoint(last, training_state({"model": model}, opt, {"env": env.generator}), "grid-pretrain-state", cfg.to_dict(),
                                 {"step": step, "episodes": episodes_seen})
                 run.set_status("running", step=step)
     run.set_status("done", step=step)

@@ -136,7 +136,7 @@ def reference_accuracies(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
     agree = (tasks.unsqueeze(0) == true_task.unsqueeze(1)).long()  # (N, 16, 6)
     prefix_len = agree.cumprod(-1).sum(-1)  # (N, 16)
     consistent = prefix_len.unsqueeze(1) >= k  # (N, T, 16)
-    target_h = tasks[:, :].unsqueeze(0).unsqueeze(0).expand(*k.shape[:2], 16, 6).gather(3, k.clamp_max(5).unsqueeze(-1).expand(*k.shape[:2], 16, 1)).squeeze(-1)  # (N, T, 16)
+    target_h = tasks.T[k.squeeze(-1).clamp_max(5)]  # (N, T, 16): the colour each task seeks after k visits
     pi_h = pi.gather(2, target_h.unsqueeze(-1).expand(*target_h.shape, 4))  # (N, T, 16, 4)
     lik = pi_h.gather(3, a.view(*a.shape, 1, 1).expand(*a.shape, 16, 1)).squeeze(-1)  # (N, T, 16)
     logl = torch.where(mask.unsqueeze(-1), torch.log(lik.clamp_min(1e-30)), 0.0)

@@ -14,7 +14,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from irl_core.checkpoints import REPO_ROOT, atomic_write_json, read_json
+from irl_core.checkpoints import REPO_ROOT, atomic_write_bytes, atomic_write_json, read_json
 
 RUNS_ROOT = Path(os.environ.get("IRL_RUNS_DIR", REPO_ROOT / "runs"))
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -96,7 +96,6 @@ class Run:
     def truncate_metrics(self, after_step: int) -> None:
         """Drop metric lines logged after ``after_step`` (a resumed run re-logs them from its checkpoint)."""
         rows = [r for r in self.metrics() if r.get("step", 0) <= after_step]
-        from irl_core.checkpoints import atomic_write_bytes
         atomic_write_bytes(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
 
     @property
