@@ -1,10 +1,18 @@
-"""The app: `streamlit run app.py`. Pages live in pages/ and only read artifacts through irl_core."""
+"""The app: `streamlit run app.py`. Pages live in app_pages/ and only read artifacts through irl_core.
+
+The sidebar (environment, checkpoint set, device; irl_core.app_state) is drawn here, before any page, and
+imports no torch, so the app opens quickly; pages read the choice with ``app_state.current()``.
+"""
 import streamlit as st
 
-st.set_page_config(page_title="Internal RL explorer", layout="wide")
+from irl_core import app_state
 
-pages = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/base_model.py", title="Linear probes", icon=":material/layers:", url_path="probes"),
-]
-st.navigation(pages).run()
+# page_icon: an emoji favicon is drawn in the browser; a page's :material: icon would be fetched from
+# fonts.gstatic.com instead (the app must load nothing from outside).
+st.set_page_config(page_title="Internal RL explorer", page_icon="🧭", layout="wide")
+
+pages = [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
+         for p in app_state.pages()]
+page = st.navigation(pages)
+app_state.sidebar()
+page.run()

@@ -32,6 +32,14 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when inside it (what a checkpoint records), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temp file beside ``path`` and rename it over ``path``."""
     path = Path(path)
@@ -140,3 +148,18 @@ def restore_training_state(modules: dict[str, torch.nn.Module], opt: torch.optim
         if f"rng.{name}" not in state:
             raise CheckpointError(f"{source}: missing generator state {name!r}")
         g.set_state(state[f"rng.{name}"].to(torch.uint8).cpu())
+
+
+def resume_training(last: str | os.PathLike, kind: str, config: dict, modules: dict[str, torch.nn.Module],
+                    opt: torch.optim.Optimizer, generators: dict[str, torch.Generator]) -> dict:
+    """Restore a run's training state from checkpoint ``last`` when it exists; returns its meta (``{}`` if none).
+
+    A checkpoint saved with a config other than ``config`` is refused: resuming it would mix two runs.
+    """
+    if not Path(last).with_suffix(".json").exists():
+        return {}
+    state, saved, meta = load_checkpoint(last, kind)
+    if saved != config:
+        raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
+    restore_training_state(modules, opt, generators, state, last)
+    return meta

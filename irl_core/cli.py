@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules that add subcommands with ``register(subparsers)``.
-_EXTENSIONS: tuple[str, ...] = ("irl_core.ant_cli", "irl_core.discovery_cli")
+_EXTENSIONS: tuple[str, ...] = ("irl_core.ant_cli", "irl_core.discovery_cli", "irl_core.steering_cli", "irl_core.jobs_cli", "irl_core.internal_rl_cli")
 
 
 class UserError(Exception):
@@ -67,12 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollouts", help="export rollouts of a policy as .npz (grid or ant)")
     p.add_argument("--env", choices=("grid", "ant"), default="grid")
-    p.add_argument("--policy", default="expert", help="grid: expert, base or gt-controllers; ant: expert")
+    p.add_argument("--policy", default="expert", help="grid: expert, base, gt-controllers or internal-rl; ant: expert")
     p.add_argument("--task", default="pretrain", help="'pretrain', 'heldout' or a task string")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--checkpoint", default="checkpoints/grid/base", help="base-model checkpoint (policies 'base', 'gt-controllers')")
     p.add_argument("--controllers", default="checkpoints/grid/gt_controllers", help="ground-truth controllers (policy 'gt-controllers')")
-    p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    p.add_argument("--policy-checkpoint", default="checkpoints/grid/internal_rl_policy",
+                   help="trained internal-RL policy (policy 'internal-rl')")
+    p.add_argument("--greedy", action="store_true",
+                   help="take the most likely action (internal-rl: the policy's mean code) instead of sampling")
     p.add_argument("--no-cut", action="store_true", help="do not end an episode at a wrong colour (base policy diagnostics)")
     p.add_argument("--out", required=True, help="output .npz file")
     _add_common(p)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from irl_core.config import preset
 from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
-                                  restore_training_state, save_checkpoint, training_state)
+                                  resume_training, save_checkpoint, training_state)
 from irl_core.data import expert_episodes, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
@@ -226,12 +226,9 @@ def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: R
     last = run.checkpoint_dir / "last"
     step = 0
     full_cfg = {"stage": "gt-controllers", "seed": seed, **cfg.to_dict(), "layer": layer}
-    if last.with_suffix(".json").exists():
-        state, saved, meta = load_checkpoint(last, "gt-controllers-state")
-        if saved != full_cfg:
-            raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
-        restore_training_state({"ctrl": ctrl}, opt, {"env": env.generator}, state, last)
-        step = int(meta["step"])
+    resumed = resume_training(last, "gt-controllers-state", full_cfg, {"ctrl": ctrl}, opt, {"env": env.generator})
+    if resumed:
+        step = int(resumed["step"])
         run.truncate_metrics(step)
     run.write_config(full_cfg)
     run.set_status("running", device=str(dev), step=step)

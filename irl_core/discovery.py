@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from irl_core.config import preset
 from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
-                                  read_json, restore_training_state, save_checkpoint, training_state)
+                                  read_json, resume_training, save_checkpoint, training_state)
 from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, training_tensors, trim
 from irl_core.device import resolve_device
@@ -285,12 +285,9 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     full_cfg = {"stage": "discover", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
     last = run.checkpoint_dir / "last"
     step = 0
-    if last.with_suffix(".json").exists():
-        state, saved, smeta = load_checkpoint(last, "metacontroller-state")
-        if saved != full_cfg:
-            raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
-        restore_training_state(modules, opt, gens, state, last)
-        step = int(smeta["step"])
+    resumed = resume_training(last, "metacontroller-state", full_cfg, modules, opt, gens)
+    if resumed:
+        step = int(resumed["step"])
         run.truncate_metrics(step)
     run.write_config(full_cfg)
     run.set_status("running", device=str(dev), step=step)
@@ -337,14 +334,75 @@ def point_name(variant: str, alpha: float, seed: int) -> str:
     return f"{variant}_alpha{alpha:g}_seed{seed}"
 
 
-def collect_results(root: str | Path) -> list[dict]:
+EXAMPLE_EPISODES = 4  # held-out episodes whose β, subgoal and length the sweep table keeps per point
+EXAMPLE_SEED = 0      # the same episodes for every point, so that points can be compared
+
+
+def _resolve(path: str | Path) -> Path:
+    """A checkpoint path as recorded (often relative to the repository, where the sweep's subprocesses run)."""
+    p = Path(path)
+    return p if p.is_absolute() or p.with_suffix(".json").exists() else REPO_ROOT / p
+
+
+def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int = EXAMPLE_SEED,
+                   base: str | Path | None = None) -> dict:
+    """β, subgoal and length of ``n`` held-out D* episodes under a finished point's metacontroller.
+
+    Cached in ``<point>/examples.json`` (recomputed when ``n`` or ``seed`` differ): ``{"n", "seed", "beta":
+    [[float]] (each cut to its episode's length, 4 decimals), "subgoal": [[int]], "length": [int]}``.
+    """
+    point_dir = Path(point_dir)
+    cache = point_dir / "examples.json"
+    if cache.exists():
+        try:
+            ex = json.loads(cache.read_text())
+            if ex.get("n") == n and ex.get("seed") == seed:
+                return ex
+        except json.JSONDecodeError:
+            pass
+    if base is None:
+        recorded = read_json(point_dir / "result.json").get("base_checkpoint")
+        base = _resolve(recorded) if recorded else None
+    meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu", base)
+    r = infer(model, meta, layer, heldout_set(n, seed, torch.device("cpu")))
+    lengths = [int(x) for x in r["length"]]
+    ex = {"n": n, "seed": seed,
+          "beta": [[round(float(b), 4) for b in row[:k]] for row, k in zip(r["beta"], lengths)],
+          "subgoal": [[int(g) for g in row[:k]] for row, k in zip(r["subgoal"], lengths)],
+          "length": lengths}
+    atomic_write_json(cache, ex)
+    return ex
+
+
+def collect_results(root: str | Path, examples: int = 0) -> list[dict]:
+    """``result.json`` of every finished point under ``root/points``; with ``examples > 0`` each row also gets
+    ``examples`` (see :func:`point_examples`; a point whose metacontroller cannot be loaded gets none)."""
     rows = []
     for p in sorted(Path(root).glob("points/*/result.json")):
         try:
-            rows.append(json.loads(p.read_text()))
+            row = json.loads(p.read_text())
         except json.JSONDecodeError:
             continue
+        if examples > 0:
+            try:
+                row["examples"] = point_examples(p.parent, examples)
+            except (RuntimeError, OSError, ValueError, KeyError) as e:  # CheckpointError is a RuntimeError
+                print(f"  {p.parent.name}: no example episodes ({e})", file=sys.stderr)
+        rows.append(row)
     return rows
+
+
+TABLE_KEYS = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
+              "f1", "binary_fraction", "mean_length", "steps", "run_dir", "examples")
+
+
+def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: dict | None = None, ran: int = 0,
+                skipped: int = 0, failed: list[str] | None = None) -> dict:
+    """The sweep table (``discovery.json``) from result rows, sorted by (variant, α, seed)."""
+    return {"base_checkpoint": str(base_checkpoint), "preset": preset_name, "overrides": overrides or {},
+            "ran": ran, "skipped": skipped, "failed": failed or [],
+            "rows": [{k: r.get(k) for k in TABLE_KEYS}
+                     for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
 
 
 def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = "cpu",
@@ -354,7 +412,9 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
 
     Points whose ``result.json`` exists are skipped (a rerun resumes an interrupted sweep; an interrupted
     point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
-    lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction.
+    lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction, and
+    ``examples``: β, subgoal and length of :data:`EXAMPLE_EPISODES` held-out episodes (for the app's
+    rate–distortion page, so that it never has to load a metacontroller).
     """
     for v, a in itertools.product(variants, alphas):  # validate every point before launching anything
         discovery_preset(preset_name, variant=v, alpha=float(a), **(overrides or {}))
@@ -399,14 +459,10 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
                 if progress:
                     log_path = root / "points" / point_name(*p) / "log.txt"
                     print(f"  {point_name(*p)}: " + ("done" if ok else f"FAILED (see {log_path})"))
-    rows = collect_results(root)
+    rows = collect_results(root, examples=EXAMPLE_EPISODES)
     wanted = {point_name(*p) for p in points}
     rows = [r for r in rows if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) in wanted]
-    keys = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
-            "f1", "binary_fraction", "mean_length", "steps", "run_dir")
-    out = {"base_checkpoint": str(base_checkpoint), "preset": preset_name, "overrides": overrides or {},
-           "ran": len(todo) - len(failed), "skipped": skipped, "failed": failed,
-           "rows": [{k: r.get(k) for k in keys} for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
+    out = sweep_table(rows, base_checkpoint, preset_name, overrides, len(todo) - len(failed), skipped, failed)
     atomic_write_json(root / "results.json", out)
     if table:
         atomic_write_json(table, out)
@@ -414,16 +470,33 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
 
 
 # --- switching export ---------------------------------------------------------------------------------
+SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fraction", "switches", "true_changes",
+                     "mean_length")
+
+
 def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device="cpu", base=None) -> dict[str, float]:
-    """Write DESIGN.md's ``switching`` .npz (beta, subgoal, length) on held-out D* episodes; returns metrics."""
+    """Write DESIGN.md's ``switching`` .npz on held-out D* episodes; returns the metrics.
+
+    Keys: ``beta`` (N, T) float32, ``subgoal`` (N, T) int8, ``length`` (N,) int — DESIGN.md's format — and,
+    for the app's switching page, ``layout`` (N, 7, 7) int8, ``pos`` (N, T+1) int8 agent cells (−1 pad),
+    ``task`` (N, 12) int8 (−1 pad), one float64 scalar per entry of :data:`SWITCHING_METRICS` (the
+    alignment over all N episodes) and ``checkpoint`` (str).
+    """
     if episodes <= 0:
         raise ValueError(f"the number of episodes must be positive, got {episodes}")
     meta, model, layer, _ = load_metacontroller(checkpoint, device, base)
     ep = heldout_set(episodes, seed, resolve_device(device))
     r = infer(model, meta, layer, ep)
+    metrics = {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
+    T = r["beta"].shape[1]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, beta=r["beta"], subgoal=r["subgoal"], length=r["length"])
-    return {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
+    np.savez_compressed(out, beta=r["beta"], subgoal=r["subgoal"], length=r["length"],
+                        layout=ep["layout"].cpu().numpy().reshape(-1, 7, 7).astype(np.int8),
+                        pos=ep["pos"][:, :T + 1].cpu().numpy().astype(np.int8),
+                        task=ep["task"].cpu().numpy().astype(np.int8),
+                        checkpoint=np.array(str(checkpoint)),
+                        **{k: np.float64(metrics[k]) for k in SWITCHING_METRICS})
+    return metrics
 
 
 def read_table(path) -> dict:

@@ -33,3 +33,7 @@ def hex_to_rgba01(colour: str, alpha: float = 1.0) -> tuple[float, float, float,
     """``"#e6194b"`` → RGBA floats in [0, 1] (MuJoCo materials)."""
     r, g, b = hex_to_rgb(colour)
     return (r / 255, g / 255, b / 255, alpha)
+
+# the methods of Fig. 8 (internal RL and its baselines)
+METHOD_COLOURS: dict[str, str] = {"internal-rl": "#4363d8", "raw-action": "#808080", "beta1": "#f58231",
+                                  "cotrained": "#911eb4", "compile": "#3cb44b"}

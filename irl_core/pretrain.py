@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
-                                  restore_training_state, save_checkpoint, training_state)
+                                  resume_training, save_checkpoint, training_state)
 from irl_core.config import PRETRAIN_PRESETS, PretrainConfig, preset
 from irl_core.data import expert_episodes, training_tensors
 from irl_core.device import resolve_device
@@ -80,12 +80,9 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     eval_set = expert_episodes(eval_env, 0.0)
     last = run.checkpoint_dir / "last"
     step = 0
-    if last.with_suffix(".json").exists():
-        state, saved_cfg, meta = load_checkpoint(last, "grid-pretrain-state")
-        if saved_cfg != cfg.to_dict():
-            raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
-        restore_training_state({"model": model}, opt, {"env": env.generator}, state, last)
-        step = int(meta["step"])
+    resumed = resume_training(last, "grid-pretrain-state", cfg.to_dict(), {"model": model}, opt, {"env": env.generator})
+    if resumed:
+        step = int(resumed["step"])
         run.truncate_metrics(step)
     run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), **cfg.to_dict()})
     run.set_status("running", device=str(dev), step=step)

@@ -1,27 +1,182 @@
-"""Reading the shipped reports (``checkpoints/<env>/reports/*.json``) for the app, with clear errors."""
+"""Reading the reports of a checkpoint set (``<set>/reports/*.json`` and ``*.npz``) for the app, with clear errors.
+
+A checkpoint set is a folder such as the shipped ``checkpoints/grid`` (see :mod:`irl_core.app_state`);
+functions take its folder as ``set_dir`` and default to the shipped set of ``env`` under the checkpoints
+root. A missing report raises :class:`MissingReport`, whose message names the command that makes it; a
+malformed one raises :class:`CheckpointError` naming the file and the problem.
+"""
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
 
-from irl_core.checkpoints import SHIPPED, CheckpointError, read_json
+import numpy as np
 
-# what makes each report, for pages that find one missing
+from irl_core.app_state import checkpoints_root
+from irl_core.checkpoints import CheckpointError, portable_path, read_json
+
+# what makes each report, for pages that find one missing ({set} = the checkpoint set's folder)
 REPORT_COMMANDS = {
-    "probes": "python -m irl_core probes --checkpoint checkpoints/grid/base",
-    "pretrain_curve": "python -m irl_core pretrain --preset cpu --export checkpoints/grid/base",
+    "probes": "python -m irl_core probes --checkpoint {set}/base",
+    "pretrain_curve": "python -m irl_core pretrain --preset cpu --export {set}/base",
+    "switching": "python -m irl_core switching --checkpoint {set}/metacontroller --episodes 200 "
+                 "--out {set}/reports/switching.npz",
+    "internal_rl": "bash scripts/reproduce_grid_rl.sh",
+    "discovery": "python -m irl_core sweep --base {set}/base --variants frozen,cotrained --seeds 0,1,2 "
+                 "--table {set}/reports/discovery.json",
 }
+SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fraction", "switches", "true_changes",
+                     "mean_length")  # the scalars of irl_core.discovery.export_switching
+SUBGOAL_ALIGNED_F1 = 0.9  # a sweep point with F1 ≥ this is drawn as subgoal-aligned (★)
 
 
 class MissingReport(CheckpointError):
     """A report that has not been made yet; the message says which command makes it."""
 
 
-def load_report(name: str, env: str = "grid", root: str | Path | None = None) -> dict:
-    """``checkpoints/<env>/reports/<name>.json``; raises MissingReport (with the command) or CheckpointError."""
-    path = Path(root or SHIPPED) / env / "reports" / f"{name}.json"
+def set_folder(set_dir: str | Path | None = None, env: str = "grid", root: str | Path | None = None) -> Path:
+    """``set_dir``, or the shipped set of ``env`` under ``root`` (default: the checkpoints root)."""
+    return Path(set_dir) if set_dir is not None else Path(root or checkpoints_root()) / env
+
+
+def command_for(name: str, set_dir: str | Path | None = None, env: str = "grid") -> str:
+    template = REPORT_COMMANDS.get(name)
+    return template.format(set=portable_path(set_folder(set_dir, env))) if template else "the stage that writes it"
+
+
+def report_path(name: str, set_dir: str | Path | None = None, env: str = "grid", root: str | Path | None = None,
+                suffix: str = ".json") -> Path:
+    return set_folder(set_dir, env, root) / "reports" / f"{name}{suffix}"
+
+
+def _missing(name: str, path: Path, set_dir, env: str) -> MissingReport:
+    return MissingReport(f"{portable_path(path)} is missing; make it with `{command_for(name, set_dir, env)}`")
+
+
+def load_report(name: str, env: str = "grid", root: str | Path | None = None,
+                set_dir: str | Path | None = None) -> dict:
+    """``<set>/reports/<name>.json``; raises MissingReport (with the command) or CheckpointError."""
+    path = report_path(name, set_dir, env, root)
     if not path.exists():
-        raise MissingReport(f"{path} is missing; make it with `{REPORT_COMMANDS.get(name, 'the stage that writes it')}`")
+        raise _missing(name, path, set_dir if set_dir is not None else set_folder(None, env, root), env)
     report = read_json(path)
     if not isinstance(report, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return report
+
+
+# --- switching export (irl_core.discovery.export_switching) ---------------------------------------------
+def episode_counts(beta: np.ndarray, subgoal: np.ndarray, length: np.ndarray,
+                   threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per episode: (steps with β > threshold, subgoal changes at t ≥ 1), within each episode's length."""
+    valid = np.arange(beta.shape[1])[None, :] < np.asarray(length)[:, None]
+    switches = ((beta > threshold) & valid).sum(1)
+    changes = ((subgoal[:, 1:] != subgoal[:, :-1]) & valid[:, 1:]).sum(1)
+    return switches, changes
+
+
+def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: str | Path | None = None,
+                   path: str | Path | None = None) -> dict:
+    """The switching export of a set (``<set>/reports/switching.npz``, or ``path``), checked.
+
+    Returns ``beta`` (N, T) float32, ``subgoal`` (N, T), ``length`` (N,), ``switches`` and ``changes`` (N,)
+    per episode, ``metrics`` (the alignment over all episodes), ``checkpoint`` (str or None), ``path``, and
+    ``layout`` (N, 7, 7), ``pos`` (N, T+1), ``task`` (N, 12) when the file has them (``has_grid``).
+    """
+    path = Path(path) if path is not None else report_path("switching", set_dir, env, root, ".npz")
+    if not path.exists():
+        raise _missing("switching", path, set_folder(set_dir, env, root), env)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: not a readable .npz file ({e})") from None
+    missing = [k for k in ("beta", "subgoal", "length") if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: missing arrays {missing} (expected DESIGN.md's switching export)")
+    beta, subgoal, length = data["beta"].astype(np.float32), data["subgoal"].astype(np.int64), data["length"]
+    if beta.ndim != 2 or beta.shape[0] == 0 or subgoal.shape != beta.shape or length.shape != beta.shape[:1]:
+        raise CheckpointError(f"{path}: expected beta (N, T), subgoal (N, T), length (N,) with N > 0; got "
+                              f"{beta.shape}, {subgoal.shape}, {length.shape}")
+    n, t_max = beta.shape
+    length = length.astype(np.int64)
+    if (length < 1).any() or (length > t_max).any():
+        raise CheckpointError(f"{path}: episode lengths must lie in 1..{t_max}")
+    if not np.isfinite(beta).all():
+        raise CheckpointError(f"{path}: beta holds NaN or infinite values")
+    out: dict = {"path": str(path), "beta": beta, "subgoal": subgoal, "length": length}
+    shapes = {"layout": (n, 7, 7), "pos": (n, t_max + 1), "task": (n, 12)}
+    present = [k for k in shapes if k in data]
+    for k in present:
+        if data[k].shape != shapes[k]:
+            raise CheckpointError(f"{path}: {k} has shape {data[k].shape}, expected {shapes[k]}")
+        out[k] = data[k].astype(np.int64)
+    out["has_grid"] = len(present) == len(shapes)
+    if all(k in data and data[k].shape == () for k in SWITCHING_METRICS):
+        out["metrics"] = {k: float(data[k]) for k in SWITCHING_METRICS}
+    else:  # an export made before the metrics were stored
+        from irl_core.discovery import switch_alignment
+        out["metrics"] = switch_alignment(beta, subgoal, length)
+    out["checkpoint"] = str(data["checkpoint"]) if "checkpoint" in data and data["checkpoint"].shape == () else None
+    out["switches"], out["changes"] = episode_counts(beta, subgoal, length)
+    return out
+
+
+# --- α-sweep table (irl_core.discovery.run_sweep) -------------------------------------------------------
+def _number(x) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _examples(ex) -> dict | None:
+    """A row's example episodes, or None when absent or malformed."""
+    if not isinstance(ex, dict):
+        return None
+    beta, subgoal, length = ex.get("beta"), ex.get("subgoal"), ex.get("length")
+    if not (isinstance(beta, list) and isinstance(subgoal, list) and isinstance(length, list)):
+        return None
+    if not (len(beta) == len(subgoal) == len(length) > 0):
+        return None
+    try:
+        eps = [(np.asarray(b, dtype=np.float32), np.asarray(g, dtype=np.int64), int(n))
+               for b, g, n in zip(beta, subgoal, length)]
+    except (TypeError, ValueError):
+        return None
+    if any(b.ndim != 1 or b.shape != g.shape or n < 1 or b.shape[0] < n or not np.isfinite(b).all() for b, g, n in eps):
+        return None
+    return {"beta": [b[:n] for b, _, n in eps], "subgoal": [g[:n] for _, g, n in eps], "length": [n for *_, n in eps]}
+
+
+def load_sweep(set_dir: str | Path | None = None, env: str = "grid", root: str | Path | None = None) -> dict:
+    """The rate–distortion table of a set (``<set>/reports/discovery.json``), checked.
+
+    Returns the table with ``rows`` kept only when they have a variant and finite α, seed, rate and
+    distortion (``invalid_rows`` counts the others). Each kept row gets ``aligned`` (F1 ≥
+    :data:`SUBGOAL_ALIGNED_F1`) and ``examples`` as arrays (None when the table has none for it).
+    """
+    table = load_report("discovery", env, root, set_dir)
+    path = report_path("discovery", set_dir, env, root)
+    rows = table.get("rows")
+    if not isinstance(rows, list):
+        raise CheckpointError(f"{path}: no 'rows' list (expected the table of `python -m irl_core sweep --table`)")
+    kept, invalid = [], 0
+    for r in rows:
+        if not isinstance(r, dict) or not isinstance(r.get("variant"), str):
+            invalid += 1
+            continue
+        nums = {k: _number(r.get(k)) for k in ("alpha", "seed", "rate", "distortion")}
+        if any(v is None for v in nums.values()):
+            invalid += 1
+            continue
+        row = dict(r, **nums)
+        row["seed"] = int(nums["seed"])
+        for k in ("f1", "precision", "recall", "switches", "true_changes", "binary_fraction", "mean_length"):
+            row[k] = _number(r.get(k))
+        row["aligned"] = row["f1"] is not None and row["f1"] >= SUBGOAL_ALIGNED_F1
+        row["examples"] = _examples(r.get("examples"))
+        kept.append(row)
+    return dict(table, rows=kept, invalid_rows=invalid, path=str(path))

@@ -105,16 +105,19 @@ def cli_rollouts(args) -> int:
     if args.env == "ant":
         from irl_core import ant_cli
         return ant_cli.rollouts(args)
-    if args.policy not in ("expert", "base", "gt-controllers"):
-        raise UserError(f"unknown grid policy {args.policy!r}; expected 'expert', 'base' or 'gt-controllers'")
+    if args.policy not in ("expert", "base", "gt-controllers", "internal-rl"):
+        raise UserError(f"unknown grid policy {args.policy!r}; expected 'expert', 'base', 'gt-controllers' or 'internal-rl'")
     model = None
-    if args.policy != "expert":
+    if args.policy in ("base", "gt-controllers"):
         from irl_core.pretrain import load_base_model
         model = load_base_model(args.checkpoint, args.device)
     if args.policy == "gt-controllers":
         from irl_core.controllers import gt_controller_rollouts, load_gt_controllers
         ctrl, _ = load_gt_controllers(args.controllers, args.device)
         eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
+    elif args.policy == "internal-rl":
+        from irl_core.internal_rl import policy_rollouts
+        eps, _ = policy_rollouts(args.policy_checkpoint, args.episodes, args.seed, args.device, args.greedy, args.task)
     else:
         eps = rollout(args.policy, args.task, args.episodes, args.seed, args.device, model, args.greedy,
                       end_on_wrong=not args.no_cut)

@@ -16,8 +16,13 @@ from typing import Any, Callable, Iterator
 
 from irl_core.checkpoints import REPO_ROOT, atomic_write_bytes, atomic_write_json, read_json
 
-RUNS_ROOT = Path(os.environ.get("IRL_RUNS_DIR", REPO_ROOT / "runs"))
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
+_OUTCOME_KEYS = ("error", "error_tail", "exit_code", "finished", "note")  # dropped when a run starts again
+
+
+def runs_root() -> Path:
+    """Where ``Run.create`` puts new runs: ``$IRL_RUNS_DIR`` (read at each call) or ``runs/`` in the repo."""
+    return Path(os.environ.get("IRL_RUNS_DIR", REPO_ROOT / "runs"))
 
 
 def new_run_id(prefix: str = "") -> str:
@@ -35,8 +40,19 @@ class Run:
 
     @classmethod
     def create(cls, stage: str, run_id: str | None = None, root: str | os.PathLike | None = None) -> "Run":
-        root = Path(root) if root is not None else RUNS_ROOT
-        return cls(root / stage / (run_id or new_run_id()))
+        """``<root>/<stage>/<run_id>``; without ``run_id`` a new directory (``-2``, ``-3``... within one second)."""
+        parent = (Path(root) if root is not None else runs_root()) / stage
+        if run_id is not None:
+            return cls(parent / run_id)
+        parent.mkdir(parents=True, exist_ok=True)
+        base, n = new_run_id(), 1
+        while True:
+            path = parent / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()  # atomic: two processes never get the same directory
+                return cls(path)
+            except FileExistsError:
+                n += 1
 
     # --- config and status -------------------------------------------------------------------------
     def write_config(self, config: Any) -> None:
@@ -49,6 +65,8 @@ class Run:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         current = self.status() or {}
+        if status in ("queued", "running"):  # started again: the previous outcome no longer applies
+            current = {k: v for k, v in current.items() if k not in _OUTCOME_KEYS}
         now = time.time()
         current.update({"status": status, "pid": os.getpid(), "host": socket.gethostname(), "updated": now}, **extra)
         current.setdefault("created", now)

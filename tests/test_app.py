@@ -1,10 +1,72 @@
+"""The app's pages under Streamlit's AppTest: the shipped checkpoints, an empty checkpoints root, a checkpoint set
+made with the tiny presets, and malformed reports. Chart clicks and the console need a browser: test_browser.py.
+"""
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from irl_core import app_state
+from irl_core.reports import SWITCHING_METRICS, load_sweep, load_switching
+
+pytest_plugins = ["browser_support"]  # tiny_app_set
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _page(name: str) -> str:
+    return str(ROOT / "app_pages" / f"{name}.py")
+
+
+def _run(path: str, **state) -> AppTest:
+    at = AppTest.from_file(path, default_timeout=60)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def _charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def empty_root(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("IRL_CHECKPOINTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _root_with(tmp_path: Path, monkeypatch, grid_set: Path) -> Path:
+    """A checkpoints root whose shipped grid set is ``grid_set``."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "grid").symlink_to(grid_set, target_is_directory=True)
+    monkeypatch.setenv("IRL_CHECKPOINTS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def tiny_root(tiny_app_set, tmp_path, monkeypatch) -> Path:
+    return _root_with(tmp_path, monkeypatch, tiny_app_set)
+
+
+def _copy_set(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# --- the shell: sidebar, catalogue, page list -------------------------------------------------------------
 def test_overview_renders():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
@@ -13,20 +75,242 @@ def test_overview_renders():
     assert not at.exception
 
 
+def test_sidebar_chooses_environment_checkpoint_set_and_device(tiny_app_set, tmp_path, monkeypatch):
+    root = _root_with(tmp_path, monkeypatch, ROOT / "checkpoints" / "grid")
+    (root / "experiments").mkdir()
+    (root / "experiments" / "tiny").symlink_to(tiny_app_set, target_is_directory=True)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    env, ck, dev = (at.sidebar.selectbox(key=k) for k in (app_state.ENV_KEY, app_state.SET_KEY, app_state.DEVICE_KEY))
+    assert env.value == "grid" and "cpu" in dev.options
+    assert ck.options == ["grid (shipped)", "experiments/tiny"]  # AppTest gives the options as shown
+    ck.set_value(str(root / "experiments" / "tiny")).run()
+    assert not at.exception
+    assert at.session_state[app_state.SET_KEY] == str(root / "experiments" / "tiny")
+    assert any("switching" in c.value for c in at.sidebar.caption)
+    at.sidebar.selectbox(key=app_state.ENV_KEY).set_value("ant").run()
+    assert not at.exception
+    assert at.session_state[app_state.SET_KEY] == str(root / "ant")  # the set follows the environment
+    assert any("grid only for now" in i.value for i in at.info)
+
+
+def test_catalogue_lists_shipped_first_then_folders_with_a_base(tmp_path):
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "base.json").write_text(json.dumps({"kind": "grid-transformer"}))
+    for rel, kind in (("runs/a", "grid-transformer"), ("b", "nonsense"), ("ant/wide", "ant-transformer"),
+                      ("x/y/z/too_deep", "grid-transformer")):
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "base.json").write_text(json.dumps({"kind": kind}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "base.json").write_text("{not json")
+    grid = app_state.catalogue("grid", tmp_path)
+    assert [s.label for s in grid] == ["grid (shipped)", "b", "broken", "runs/a"]
+    assert grid[0].shipped and grid[0].contents() == ["base model"]
+    assert [s.label for s in app_state.catalogue("ant", tmp_path)] == ["ant (shipped)", "ant/wide"]
+    assert [s.label for s in app_state.catalogue("grid", tmp_path / "missing")] == ["grid (shipped)"]
+    with pytest.raises(ValueError, match="unknown environment"):
+        app_state.catalogue("mars", tmp_path)
+    # a stale or bogus choice falls back to the defaults
+    sel = app_state.resolve({app_state.ENV_KEY: "mars", app_state.SET_KEY: "/nowhere", app_state.DEVICE_KEY: "tpu"})
+    assert sel.env == "grid" and sel.checkpoint_set.shipped and sel.device == "cpu"
+
+
+def test_app_state_is_light():
+    """The sidebar must not pull in torch (the app opens in seconds)."""
+    code = "import sys, irl_core.app_state; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_page_list():
+    urls = [p.url_path for p in app_state.pages()]
+    assert urls[:4] == ["", "probes", "switching", "rate-distortion"]
+    assert all((ROOT / p.file).exists() for p in app_state.pages())
+
+
+# --- shipped checkpoints and an empty root ------------------------------------------------------------
 def test_probes_page_renders_on_shipped_reports():
-    at = AppTest.from_file(str(ROOT / "pages" / "base_model.py"), default_timeout=60).run()
+    at = _run(_page("base_model"))
     assert not at.exception
-    assert len(at.get("plotly_chart")) >= 1 and not at.warning
+    assert len(_charts(at)) >= 1 and not at.warning
 
 
-def test_probes_page_explains_missing_reports(tmp_path, monkeypatch):
-    """On an empty checkpoint folder the page says which command makes the report, and does not crash."""
-    import streamlit as st
-
-    import irl_core.reports as reports
-    monkeypatch.setattr(reports, "SHIPPED", tmp_path)
-    st.cache_data.clear()
-    at = AppTest.from_file(str(ROOT / "pages" / "base_model.py"), default_timeout=60).run()
+@pytest.mark.parametrize("name", ["switching", "rate_distortion"])
+def test_new_pages_render_on_shipped_checkpoints(name):
+    """Before the metacontroller is shipped the pages say which command makes their file; after, they plot it."""
+    at = _run(_page(name))
     assert not at.exception
-    assert at.warning and "python -m irl_core probes" in at.warning[0].value
-    st.cache_data.clear()
+    command = {"switching": "python -m irl_core switching", "rate_distortion": "python -m irl_core sweep"}[name]
+    assert (at.warning and command in at.warning[0].value) or len(_charts(at)) >= 2
+
+
+@pytest.mark.parametrize("name, command", [("base_model", "python -m irl_core probes"),
+                                           ("switching", "python -m irl_core switching --checkpoint"),
+                                           ("rate_distortion", "python -m irl_core sweep --base")])
+def test_pages_explain_missing_reports(empty_root, name, command):
+    """On an empty checkpoint folder every page says which command makes its report, and does not crash."""
+    at = _run(_page(name))
+    assert not at.exception
+    assert at.warning and command in at.warning[0].value
+
+
+@pytest.mark.parametrize("name", ["base_model", "switching", "rate_distortion"])
+def test_grid_pages_say_grid_only_for_the_ant(name):
+    at = _run(_page(name), **{app_state.ENV_KEY: "ant"})
+    assert not at.exception
+    assert at.info and "grid only for now" in at.info[0].value
+
+
+# --- a tiny-preset checkpoint set ---------------------------------------------------------------------
+def test_tiny_set_files(tiny_app_set):
+    sw = load_switching(tiny_app_set)
+    n, t = sw["beta"].shape
+    assert n == 8 and sw["has_grid"] and sw["layout"].shape == (n, 7, 7) and sw["pos"].shape == (n, t + 1)
+    assert set(sw["metrics"]) == set(SWITCHING_METRICS)
+    assert (sw["pos"][np.arange(n), sw["length"]] >= 0).all()  # the last cell of each episode is there
+    table = load_sweep(tiny_app_set)
+    assert {r["variant"] for r in table["rows"]} == {"frozen", "cotrained"} and table["invalid_rows"] == 0
+    for r in table["rows"]:
+        ex = r["examples"]
+        assert len(ex["beta"]) == 4 and [len(b) for b in ex["beta"]] == ex["length"]
+
+
+def test_switching_page_plots_the_tiny_export(tiny_root):
+    at = _run(_page("switching"))
+    assert not at.exception and not at.warning
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Precision", "Recall", "F1 (±1 step)"] and "Quasi-binary" in labels
+    sw = load_switching(tiny_root / "grid")
+    assert at.metric[2].value == f"{sw['metrics']['f1']:.2f}"
+    assert len(_charts(at)) == 5  # timeline, grid, three examples
+    assert any(md.value.startswith("**Step 0**") for md in at.markdown)
+    at.slider(key="switching_t_0").set_value(4).run()
+    assert not at.exception
+    assert any(md.value.startswith("**Step 4**") for md in at.markdown)
+    at.selectbox(key="switching_episode").set_value(3).run()
+    assert not at.exception and at.slider(key="switching_t_3").max == int(sw["length"][3])
+    last = int(sw["length"][3])
+    at.slider(key="switching_t_3").set_value(last).run()
+    assert not at.exception and any("episode is over" in md.value for md in at.markdown)
+
+
+def test_switching_page_on_an_export_without_grids(tiny_app_set, tmp_path, monkeypatch):
+    """A file in DESIGN.md's minimal format (beta, subgoal, length) still plots, and says what is missing."""
+    s = _copy_set(tiny_app_set, tmp_path / "set")
+    path = s / "reports" / "switching.npz"
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in ("beta", "subgoal", "length")}
+    np.savez_compressed(path, **arrays)
+    _root_with(tmp_path, monkeypatch, s)
+    at = _run(_page("switching"))
+    assert not at.exception
+    assert any("older version" in i.value for i in at.info)
+    assert at.metric[0].label == "Precision" and len(_charts(at)) == 4
+
+
+def test_rate_distortion_page_plots_the_tiny_table(tiny_root):
+    at = _run(_page("rate_distortion"))
+    assert not at.exception and not at.warning
+    assert len(_charts(at)) == 2 + 4  # frozen, co-trained; four example episodes of the selected point
+    assert "Frozen" in at.subheader[0].value  # the default point is a frozen one
+    box = at.selectbox(key="rd_point")
+    k = next(i for i, shown in enumerate(box.options) if shown.startswith("cotrained"))
+    rows = load_sweep(tiny_root / "grid")["rows"]
+    assert rows[k]["variant"] == "cotrained"
+    box.set_value(k).run()
+    assert not at.exception
+    assert "Co-trained" in at.subheader[0].value
+    assert at.metric[0].value == f"{rows[k]['distortion']:.3f}"
+
+
+def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp_path, monkeypatch):
+    s = _copy_set(tiny_app_set, tmp_path / "set")
+    path = s / "reports" / "discovery.json"
+    table = json.loads(path.read_text())
+    frozen = [r for r in table["rows"] if r["variant"] == "frozen"]
+    frozen[1]["f1"] = 0.95  # α = 0.5
+    frozen[0].pop("examples")  # α = 0
+    table["rows"] = [r for r in table["rows"] if r["variant"] == "frozen"] + [{"variant": "frozen", "alpha": "x"}]
+    path.write_text(json.dumps(table))
+    _root_with(tmp_path, monkeypatch, s)
+    at = _run(_page("rate_distortion"))
+    assert not at.exception
+    specs = [json.loads(c.proto.spec) for c in _charts(at)]
+    symbols = [tr["marker"]["symbol"] for tr in specs[0]["data"] if any(v is not None for v in tr.get("x", []))]
+    assert "star" in symbols  # the aligned point
+    assert "α = 0.5," in at.subheader[0].value  # the default point: a subgoal-aligned frozen one
+    assert any("1 row(s)" in w.value for w in at.warning)  # the malformed row is reported, not plotted
+    assert any("No cotrained points" in i.value for i in at.info)
+    at.selectbox(key="rd_point").set_value(0).run()  # the point without examples
+    assert not at.exception and any("no example episodes" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("switching.npz", b"not a zip file", "not a readable .npz"),
+    ("switching.npz", None, "missing arrays"),
+    ("discovery.json", b"{oops", "not valid JSON"),
+    ("discovery.json", b'{"points": []}', "no 'rows' list"),
+])
+def test_bad_reports_give_clear_messages(tmp_path, monkeypatch, name, content, message):
+    s = tmp_path / "set"
+    (s / "reports").mkdir(parents=True)
+    path = s / "reports" / name
+    if content is None:
+        np.savez(path, beta=np.zeros((2, 3), np.float32))
+    else:
+        path.write_bytes(content)
+    _root_with(tmp_path, monkeypatch, s)
+    at = _run(_page("switching" if name.endswith(".npz") else "rate_distortion"))
+    assert not at.exception
+    assert at.warning and message in at.warning[0].value
+
+
+def test_switching_metrics_match_the_export():
+    from irl_core import discovery
+    assert discovery.SWITCHING_METRICS == SWITCHING_METRICS
+
+
+# --- internal RL ------------------------------------------------------------------------------------------
+def _rl_report(folder: Path) -> None:
+    """A curves report in the format of `python -m irl_core rl-curves` (two methods, two points each)."""
+    curve = {"episodes": [0, 512], "median": [0.0, 0.25], "q25": [0.0, 0.125], "q75": [0.0, 0.5], "runs": 3}
+    methods = {m: {"runs": 3, "seeds": [0, 1, 2], "episodes": 512, "train": curve, "eval_greedy": curve,
+                   "eval_sampled": curve} for m in ("internal-rl", "raw-action")}
+    (folder / "reports").mkdir(parents=True, exist_ok=True)
+    (folder / "reports" / "internal_rl.json").write_text(json.dumps({"methods": methods, "meta": {"command": "x"}}))
+
+
+def test_internal_rl_page_on_an_empty_root(empty_root, tmp_path, monkeypatch):
+    """No curves, no runs: the page says which command makes the curves and that no run exists; no crash."""
+    monkeypatch.setenv("IRL_RUNS_DIR", str(tmp_path / "runs"))
+    at = _run(_page("internal_rl"))
+    assert not at.exception
+    assert any("bash scripts/reproduce_grid_rl.sh" in i.value for i in at.info)
+    assert any("No internal-RL runs yet" in i.value for i in at.info)
+
+
+def test_internal_rl_page_plots_curves_and_lists_runs(tiny_app_set, tmp_path, monkeypatch):
+    """Shipped curves are drawn with their band; a finished run in the runs folder is listed and plotted."""
+    from irl_core.internal_rl import make_learner, rl_preset, train
+    from irl_core.runs import Run
+    grid = _copy_set(tiny_app_set, tmp_path / "set")
+    _rl_report(grid)
+    _root_with(tmp_path, monkeypatch, grid)
+    monkeypatch.setenv("IRL_RUNS_DIR", str(tmp_path / "runs"))
+    cfg = rl_preset("tiny")
+    train(make_learner(cfg, "cpu", 0, grid / "metacontroller"), cfg, Run(tmp_path / "runs" / "internal-rl" / "r1"), 0,
+          progress=False)
+    at = _run(_page("internal_rl"))
+    assert not at.exception
+    spec = json.loads(_charts(at)[0].proto.spec)
+    legend = [t.get("name") for t in spec["data"] if t.get("name")]
+    assert any("internal RL, shipped" in n for n in legend) and any("your runs" in n for n in legend)
+    assert at.table and "r1" in str(at.table[0].value)
+
+
+def test_internal_rl_page_refuses_a_launch_without_its_checkpoint(empty_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("IRL_RUNS_DIR", str(tmp_path / "runs"))
+    at = _run(_page("internal_rl"))
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.error and "metacontroller" in at.error[0].value
+    assert not (tmp_path / "runs" / "internal-rl").exists()

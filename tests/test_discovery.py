@@ -196,7 +196,7 @@ def test_sweep_subprocesses_switching_cli_and_resume(tiny_base, tmp_path, capsys
             "--out", str(tmp_path / "sw.npz"))
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "sw.npz") as f:
-        assert set(f.files) == {"beta", "subgoal", "length"} and f["beta"].shape[0] == 4
+        assert {"beta", "subgoal", "length"} <= set(f.files) and f["beta"].shape[0] == 4
     from irl_core.cli import main
     assert main(["discover", "--base", str(tiny_base), "--preset", "tiny", "--steps", "1", "--alpha", "0.05",
                  "--run-dir", str(tmp_path / "one"), "--export", str(tmp_path / "mc"), "--quiet"]) == 0

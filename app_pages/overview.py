@@ -1,6 +1,7 @@
 """Overview: the paper's three phases and the gridworld-pinpad environment."""
 import streamlit as st
 
+from irl_core import app_state
 from irl_core.envs.grid import GridPinpadEnv
 from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS
 from irl_core.plots import grid_figure, task_html
@@ -20,6 +21,9 @@ c2.markdown("**2 · Discover**  \nA metacontroller writes ê = e + U(z) e at mid
 c3.markdown("**3 · Internal RL**  \nA policy picks a new code z only when β switches; the rest is frozen.")
 
 st.header("Gridworld-pinpad")
+if not app_state.current().grid:
+    st.info("Ant-pinpad: grid only for now. The pages show the gridworld; the ant environment, its expert and "
+            "datasets are available from the command line (`python -m irl_core ant-expert`, `ant-data`, `video`).")
 left, right = st.columns([1, 2])
 with left:
     seed = st.number_input("Layout seed", min_value=0, max_value=2**31 - 1, value=0, step=1)

@@ -3,9 +3,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
-from irl_core.reports import load_report
+from irl_core.reports import load_report, report_path
 
+sel = app_state.current()
 st.title("Linear probes: what the base model knows, layer by layer")
 st.markdown(
     "A linear probe reads the current **subgoal** (the colour pair being sought) from the residual stream "
@@ -13,9 +15,20 @@ st.markdown(
     "The paper sees decoding rise to about 50% around mid-depth (chance: 25%).")
 
 
-@st.cache_data
+if not sel.grid:
+    st.info(app_state.GRID_ONLY)
+    st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def _report(name: str, set_dir: str, mtime: float) -> dict:
+    return load_report(name, set_dir=set_dir)
+
+
 def report(name: str) -> dict:
-    return load_report(name)
+    """A report of the selected checkpoint set, read again when its file changes."""
+    path = report_path(name, sel.set_dir)
+    return _report(name, str(sel.set_dir), path.stat().st_mtime if path.exists() else 0.0)
 
 
 try:

@@ -1,0 +1,547 @@
+"""Steering the frozen base model by injecting a controller from a chosen time step (PAPER.md §4–§5, Fig. A4).
+
+One episode (or a few on the same layout) of the base model acting through its KV-cached split forward,
+lower blocks → control → upper blocks (as :func:`irl_core.controllers.controlled_step`). From time step
+``t0`` on, the residual stream at the controlled layer is replaced by ê = e + U e, with U from
+
+* a metacontroller code z ∈ R^{n_z} through its hypernetwork decoder, U = f_hyp(z) (held fixed: the
+  temporally-abstract action of the paper, "keeping z fixed for n steps means applying the same U");
+* a ground-truth subgoal controller U^{(g)} (g = 0..3 held fixed), or the ground-truth sequence
+  (``"gt-sequence"``: g follows the environment's progress, as :func:`~irl_core.controllers.gt_controller_policy`);
+* any callable ``(state, t) -> Control | None``.
+
+Before ``t0`` nothing is changed, so the prefix of the rollout is the base model's own.
+
+The rollout is run under the paper's rules by default; ``end_on_wrong=False`` (the environment's
+diagnostic mode) keeps the agent moving after a wrong colour to show where it would go (for at most
+``diagnostic_steps`` steps after the later of the paper's end and t0, or up to T). Either way the
+paper-rules outcome is reported: the episode under the paper's rules is exactly the prefix of the
+diagnostic one up to the first wrong colour (the dynamics and the model's inputs are identical until then).
+
+The latent map (:func:`latent_map`): the metacontroller runs deterministically (z̃ = μ, β = σ(logit)) on
+held-out D* episodes; a *segment* is a maximal run of steps between switches (β_t > 0.5 for t ≥ 1; the
+first segment starts at t = 0); its code is the integrated z at its last step and its label the majority
+ground-truth subgoal over its steps. The codes are projected to 2-D with PCA, and a 2-D point (x, y) maps
+back to the code z = mean + [x, y] @ components (the point of the code plane closest to the codes).
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import torch
+
+from irl_core.controllers import Control, GTControllers, apply_control, lower, upper_logits
+from irl_core.data import training_tensors
+from irl_core.envs.grid import T_MAX, BatchedGridPinpad, GridBatch
+from irl_core.envs.tasks import format_task, subgoal_of_colour, task_set
+from irl_core.metacontroller import MetaController
+from irl_core.models.transformer import GridTransformer
+
+LAYOUT_SEED_MAX = 2**31 - 1
+LATENT_MAP_KIND = "latent-map"
+# what makes each artifact the steering page reads ({set} = the checkpoint set's folder, e.g. checkpoints/grid)
+COMMANDS = {
+    "base": "python -m irl_core pretrain --preset cpu --export {set}/base",
+    "gt_controllers": "python -m irl_core gt-controllers --base {set}/base --preset cpu --export {set}/gt_controllers "
+                      "--report {set}/reports/controllers.json",
+    "metacontroller": "python -m irl_core discover --base {set}/base --preset cpu --alpha 0.1 --seed 0 "
+                      "--export {set}/metacontroller",
+    "latent_map": "python -m irl_core latent-map --checkpoint {set}/metacontroller --episodes 500 "
+                  "--out {set}/reports/latent_map.json",
+}
+LATENT_MAP_COMMAND = COMMANDS["latent_map"].format(set="checkpoints/grid")
+METACONTROLLER_COMMAND = COMMANDS["metacontroller"].format(set="checkpoints/grid")
+
+
+def command(name: str, set_dir: str | Path = "checkpoints/grid") -> str:
+    """The command that makes artifact ``name`` of the checkpoint set ``set_dir`` (shown relative to the repo)."""
+    from irl_core.checkpoints import REPO_ROOT
+    p = Path(set_dir)
+    try:
+        shown = str(p.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        shown = str(p)
+    return COMMANDS[name].format(set=shown)
+
+ControlFn = Callable[[GridBatch, int], Union[Control, None]]
+ControlSpec = Union[None, Control, ControlFn, torch.Tensor, np.ndarray, Sequence[float], int, str]
+
+
+# --- controllers ----------------------------------------------------------------------------------------
+def code_control(meta: MetaController, z) -> ControlFn:
+    """U = f_hyp(z) for one fixed code z (n_z,) (or one code per episode, (B, n_z)), at every step."""
+    w = meta.decoder.hidden.weight
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(w.device, w.dtype)
+    if z.shape[-1] != meta.cfg.n_z or z.dim() > 2:
+        raise ValueError(f"a code must have {meta.cfg.n_z} entries, got shape {tuple(z.shape)}")
+    with torch.no_grad():
+        c = meta.decode(z)
+    return lambda state, t: c
+
+
+def gt_control(ctrl: GTControllers, subgoal: int | str) -> ControlFn:
+    """A ground-truth controller: U^{(g)} for a fixed g in 0..K−1, or ``"gt-sequence"`` (g from the env's progress)."""
+    if subgoal == "gt-sequence":
+        return lambda state, t: ctrl.control(subgoal_of_colour(state.target, "grid"))
+    g = int(subgoal)
+    if not 0 <= g < ctrl.n_subgoals:
+        raise ValueError(f"subgoal must lie in [0, {ctrl.n_subgoals - 1}] or be 'gt-sequence', got {subgoal!r}")
+    with torch.no_grad():
+        c = ctrl.control(torch.tensor(g, device=ctrl.hyper.hidden.weight.device))
+    return lambda state, t: c
+
+
+def as_control_fn(spec: ControlSpec, meta: MetaController | None = None, gt: GTControllers | None = None) -> ControlFn | None:
+    """Any supported control spec → a ``(state, t) -> Control | None`` function (None = no control).
+
+    ``None``; a :class:`Control` (fixed U); a callable; a code (tensor, array or list of n_z floats, needs
+    ``meta``); an int subgoal 0..3 or ``"gt-sequence"`` (needs ``gt``).
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, Control):
+        return lambda state, t: spec
+    if isinstance(spec, (int, np.integer)) or isinstance(spec, str):
+        if gt is None:
+            raise ValueError("a ground-truth subgoal needs the gt-controllers (gt=...)")
+        return gt_control(gt, spec)
+    if callable(spec):
+        return spec
+    if meta is None:
+        raise ValueError("a latent code needs the metacontroller (meta=...)")
+    return code_control(meta, spec)
+
+
+# --- rollouts -------------------------------------------------------------------------------------------
+@dataclass
+class SteerResult:
+    """One steered episode. Cells are ``row * 7 + col``; steps are 0-based (action ``t`` leads to ``path[t+1]``)."""
+
+    layout: np.ndarray            # (49,) int8 codes (−1 empty, −2 wall, 0..7 colour)
+    start: int                    # start cell
+    task: tuple[int, ...]         # the episode's task
+    t0: int                       # first controlled step
+    path: list[int]               # cells, length len(actions) + 1
+    actions: list[int]            # 0 up, 1 right, 2 down, 3 left
+    colours: list[int]            # colours entered in order (in this run; with end_on_wrong=False also after a wrong one)
+    visit_steps: list[int]        # the step whose action entered each of ``colours``
+    delta_ratio: np.ndarray       # (len(actions),) ‖Δresid‖/‖resid‖ at the controlled layer, Δresid = U e (0 before t0)
+    success: bool                 # paper rules: every task colour in order before any wrong one, within T
+    outcome: str                  # paper rules: "success", "wrong colour" or "time limit"
+    end_step: int                 # paper rules: number of actions of the episode
+    completed: int                # paper rules: task colours completed
+    end_on_wrong: bool            # whether this run stopped at the first wrong colour (the paper's rule)
+    layout_seed: int = 0
+    seconds: float = 0.0          # wall time of the call that made it (shared by a batch)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def paper_colours(self) -> list[int]:
+        """The colours entered under the paper's rules (up to and including a wrong one)."""
+        return [c for c, s in zip(self.colours, self.visit_steps) if s < self.end_step]
+
+    def to_dict(self) -> dict:
+        return {"layout": [int(x) for x in self.layout], "start": self.start, "task": list(self.task),
+                "task_str": format_task(self.task), "t0": self.t0, "path": self.path, "actions": self.actions,
+                "colours": self.colours, "visit_steps": self.visit_steps,
+                "delta_ratio": [float(x) for x in self.delta_ratio], "success": self.success, "outcome": self.outcome,
+                "end_step": self.end_step, "completed": self.completed, "paper_colours": self.paper_colours,
+                "end_on_wrong": self.end_on_wrong, "layout_seed": self.layout_seed, "seconds": self.seconds}
+
+
+def episode_layout(layout_seed: int, task: str = "heldout", device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+    """The episode of ``layout_seed``: ``(task_id (1,), layout (1, 49), start (1,), tasks)``.
+
+    Same draw as ``GridPinpadEnv(task).reset(seed=layout_seed)`` (the Overview page's layouts): a task from
+    the set, then a layout on which it is solvable.
+    """
+    if not 0 <= int(layout_seed) <= LAYOUT_SEED_MAX:
+        raise ValueError(f"layout seed must lie in [0, {LAYOUT_SEED_MAX}], got {layout_seed}")
+    tasks = task_set(task, "grid")
+    env = BatchedGridPinpad(1, tasks, device, seed=int(layout_seed))
+    env.reset()
+    s = env.state
+    return env.task_ids.clone(), s.layout.clone(), s.agent.clone(), tasks
+
+
+def paper_outcome(task: Sequence[int], colours: Sequence[int], visit_steps: Sequence[int], n_steps: int,
+                  t_max: int = T_MAX) -> tuple[bool, str, int, int]:
+    """The paper's rules applied to a visit sequence: ``(success, outcome, end_step, completed)``."""
+    progress = 0
+    for c, s in zip(colours, visit_steps):
+        if c == task[progress]:
+            progress += 1
+            if progress == len(task):
+                return True, "success", s + 1, progress
+        else:
+            return False, "wrong colour", s + 1, progress
+    return False, "time limit", min(n_steps, t_max), progress
+
+
+@torch.no_grad()
+def steer_batch(model: GridTransformer, layer: int, control: ControlSpec = None, *, layout_seed: int = 0, t0: int = 0,
+                task: str = "heldout", greedy: bool = True, episodes: int = 1, seed: int = 0,
+                end_on_wrong: bool = True, diagnostic_steps: int | None = None, meta: MetaController | None = None,
+                gt: GTControllers | None = None) -> list[SteerResult]:
+    """``episodes`` steered episodes on the layout of ``layout_seed`` (see :func:`steer`)."""
+    t_start = time.perf_counter()
+    if episodes < 1:
+        raise ValueError(f"the number of episodes must be positive, got {episodes}")
+    if not 0 <= layer <= model.n_layers:
+        raise ValueError(f"controlled layer must lie in [0, {model.n_layers}], got {layer}")
+    if t0 < 0:
+        raise ValueError(f"t0 must be non-negative, got {t0}")
+    if diagnostic_steps is not None and diagnostic_steps < 0:
+        raise ValueError(f"diagnostic_steps must be non-negative, got {diagnostic_steps}")
+    fn = as_control_fn(control, meta, gt)
+    dev = next(model.parameters()).device
+    task_id, layout, start, tasks = episode_layout(layout_seed, task, dev)
+    B = episodes
+    env = BatchedGridPinpad(B, tasks, dev, seed=int(seed), end_on_wrong=end_on_wrong)
+    T = env.t_max
+    ratio = torch.zeros(B, T)
+    pos = torch.full((B, T + 1), -1, dtype=torch.long, device=dev)
+    actions = torch.full((B, T), -1, dtype=torch.long, device=dev)
+    paper_end = torch.full((B,), T + 1, dtype=torch.long, device=dev)  # steps of the paper-rules episode (T+1: not ended)
+    obs = env.reset(task_id.expand(B), layout.expand(B, -1), start.expand(B))
+    s = env.state
+    cache = model.new_cache(B)
+    pos[:, 0] = s.agent
+    for t in range(T):
+        live = ~s.done
+        if diagnostic_steps is not None:  # the diagnostic continuation stops diagnostic_steps after the paper's end
+            live &= t < paper_end.clamp_min(t0) + diagnostic_steps
+        if not bool(live.any()):
+            break
+        e = lower(model, obs.unsqueeze(1), layer, cache)[:, 0]  # (B, d) residual at the controlled layer
+        c = fn(s, t) if fn is not None and t >= t0 else None
+        if c is not None:
+            e_hat = apply_control(e, c)  # ê = e + U e
+            ratio[:, t] = ((e_hat - e).norm(dim=-1) / e.norm(dim=-1).clamp_min(1e-12)).float().cpu()
+            e = e_hat
+        logits = upper_logits(model, e.unsqueeze(1), layer, cache)[:, 0]  # (B, 4)
+        if greedy:
+            a = logits.argmax(-1)
+        else:
+            a = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=env.generator).squeeze(1)
+        actions[:, t] = torch.where(live, a, -1)
+        obs, _, _, info = env.step(a)
+        pos[:, t + 1] = torch.where(live, s.agent, -1)
+        ended = live & (info["wrong"] | s.success) & (paper_end > T)
+        paper_end = torch.where(ended, t + 1, paper_end)
+    seconds = time.perf_counter() - t_start
+    length = (actions >= 0).sum(1)
+    ep = {"layout": layout.expand(B, -1).cpu(), "pos": pos.cpu(), "task": s.task.cpu(), "actions": actions.cpu(),
+          "length": length.cpu(), "success": s.success.cpu()}
+    lay = layout[0].cpu().numpy().astype(np.int8)
+    the_task = tuple(int(c) for c in tasks[int(task_id[0])])
+    out = []
+    for i in range(B):
+        n = int(length[i])
+        path = [int(p) for p in ep["pos"][i, : n + 1]]
+        colours, steps = [], []
+        for k in range(n):
+            cell = path[k + 1]
+            if cell != path[k] and lay[cell] >= 0:
+                colours.append(int(lay[cell]))
+                steps.append(k)
+        success, outcome, end_step, completed = paper_outcome(the_task, colours, steps, n, T)
+        out.append(SteerResult(layout=lay, start=int(start[0]), task=the_task, t0=int(t0), path=path,
+                               actions=[int(a) for a in ep["actions"][i, :n]], colours=colours, visit_steps=steps,
+                               delta_ratio=ratio[i, :n].numpy(), success=success, outcome=outcome, end_step=end_step,
+                               completed=completed, end_on_wrong=end_on_wrong, layout_seed=int(layout_seed),
+                               seconds=seconds, extra={"episodes": ep, "index": i}))
+    return out
+
+
+def steer(model: GridTransformer, layer: int, control: ControlSpec = None, *, layout_seed: int = 0, t0: int = 0,
+          task: str = "heldout", greedy: bool = True, seed: int = 0, end_on_wrong: bool = True,
+          diagnostic_steps: int | None = None, meta: MetaController | None = None,
+          gt: GTControllers | None = None) -> SteerResult:
+    """One episode of ``model`` on the layout of ``layout_seed``, controlled at ``layer`` from step ``t0`` on.
+
+    ``control``: None (the base model alone), a code z (n_z floats; needs ``meta``), a ground-truth subgoal
+    0..3 or ``"gt-sequence"`` (needs ``gt``), a fixed :class:`Control`, or a callable ``(state, t) -> Control``.
+    ``task``: ``"heldout"``, ``"pretrain"`` (the seed also draws the task) or a task string. ``greedy``
+    takes the most likely action (deterministic); otherwise actions are sampled with ``seed``.
+    ``end_on_wrong=False`` keeps the agent going after a wrong colour (the environment's diagnostic mode),
+    for at most ``diagnostic_steps`` steps after the later of the paper's end and t0 (None: up to T).
+    The paper-rules outcome (``success``, ``outcome``, ``end_step``, ``paper_colours``) is reported either way.
+    """
+    return steer_batch(model, layer, control, layout_seed=layout_seed, t0=t0, task=task, greedy=greedy, episodes=1,
+                       seed=seed, end_on_wrong=end_on_wrong, diagnostic_steps=diagnostic_steps, meta=meta, gt=gt)[0]
+
+
+def export_steered(path, results: list[SteerResult]) -> None:
+    """The rollouts of :func:`steer_batch` in DESIGN.md's rollouts .npz format (+ ``delta_ratio`` (N, T) float32).
+
+    ``success`` is the paper-rules outcome; ``actions`` are those of the run (beyond a wrong colour too
+    when it was made with ``end_on_wrong=False``).
+    """
+    from irl_core.rollouts import export_npz
+    eps = [r.extra["episodes"] for r in results]
+    idx = [r.extra["index"] for r in results]
+    ep = {k: torch.stack([e[k][i] for e, i in zip(eps, idx)]) for k in ("layout", "pos", "task", "actions")}
+    ep["success"] = torch.tensor([r.success for r in results])
+    T = ep["actions"].shape[1]
+    ratio = np.zeros((len(results), T), dtype=np.float32)
+    for i, r in enumerate(results):
+        ratio[i, : len(r.delta_ratio)] = r.delta_ratio
+    export_npz(path, ep, delta_ratio=ratio, t0=np.array([r.t0 for r in results], dtype=np.int64))
+
+
+# --- the latent map -------------------------------------------------------------------------------------
+def segments(beta: np.ndarray, length: int, threshold: float = 0.5) -> list[tuple[int, int]]:
+    """Maximal runs of steps between switches: ``[(first, last)]`` (inclusive) over the ``length`` valid steps."""
+    starts = [0] + [t for t in range(1, length) if beta[t] > threshold]
+    ends = [s - 1 for s in starts[1:]] + [length - 1]
+    return list(zip(starts, ends))
+
+
+@torch.no_grad()
+def segment_codes(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor],
+                  batch: int = 256, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """The integrated code at the last step of every segment, with its majority subgoal.
+
+    Returns ``codes`` (S, n_z) float32, ``labels`` (S,) int (−1 if the segment has no label), ``purity``
+    (S,) (fraction of the segment's steps with the majority label), ``episode``, ``first``, ``last`` (S,) int.
+    """
+    was = meta.training, model.training
+    meta.eval(), model.eval()
+    T = int(episodes["length"].max())
+    rows = {k: [] for k in ("codes", "labels", "purity", "episode", "first", "last")}
+    try:
+        for i0 in range(0, episodes["length"].shape[0], batch):
+            part = {k: v[i0:i0 + batch] for k, v in episodes.items()}
+            obs, actions = training_tensors(part, T)
+            mask = actions >= 0
+            out = meta(lower(model, obs[:, :-1], layer), mask, sample=False)
+            z, beta = out.z.float().cpu().numpy(), out.beta.float().cpu().numpy()
+            sub = part["subgoal"][:, :T].cpu().numpy()
+            for b in range(z.shape[0]):
+                n = int(part["length"][b])
+                for first, last in segments(beta[b], n, threshold):
+                    lab = sub[b, first:last + 1]
+                    lab = lab[lab >= 0]
+                    if len(lab):
+                        counts = np.bincount(lab)
+                        label, purity = int(counts.argmax()), float(counts.max() / len(lab))
+                    else:
+                        label, purity = -1, 0.0
+                    rows["codes"].append(z[b, last])
+                    rows["labels"].append(label)
+                    rows["purity"].append(purity)
+                    rows["episode"].append(i0 + b)
+                    rows["first"].append(first)
+                    rows["last"].append(last)
+    finally:
+        meta.train(was[0]), model.train(was[1])
+    n_z = meta.cfg.n_z
+    return {"codes": np.asarray(rows["codes"], dtype=np.float32).reshape(-1, n_z),
+            "labels": np.asarray(rows["labels"], dtype=np.int64), "purity": np.asarray(rows["purity"], dtype=np.float64),
+            "episode": np.asarray(rows["episode"], dtype=np.int64), "first": np.asarray(rows["first"], dtype=np.int64),
+            "last": np.asarray(rows["last"], dtype=np.int64)}
+
+
+@dataclass
+class Projection:
+    """A 2-D plane in code space: ``z = mean + xy @ components``, ``xy = (z − mean) @ componentsᵀ``."""
+
+    mean: np.ndarray        # (n_z,)
+    components: np.ndarray  # (2, n_z), orthonormal rows (a zero row when fewer than 2 directions exist)
+
+    def to_code(self, xy) -> np.ndarray:
+        return self.mean + np.asarray(xy, dtype=np.float64) @ self.components
+
+    def to_xy(self, z) -> np.ndarray:
+        return (np.asarray(z, dtype=np.float64) - self.mean) @ self.components.T
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Projection":
+        mean, comp = np.asarray(d["mean"], dtype=np.float64), np.asarray(d["components"], dtype=np.float64)
+        if mean.ndim != 1 or comp.shape != (2, mean.shape[0]):
+            raise ValueError(f"a projection needs mean (n_z,) and components (2, n_z); got {mean.shape}, {comp.shape}")
+        return cls(mean, comp)
+
+
+def fit_projection(codes: np.ndarray) -> tuple[Projection, np.ndarray]:
+    """PCA (scikit-learn) of codes (S, n_z) to 2-D: the projection and the explained-variance ratios (2,)."""
+    from sklearn.decomposition import PCA
+    codes = np.asarray(codes, dtype=np.float64)
+    S, n_z = codes.shape
+    if S == 0:
+        raise ValueError("no segment codes to project")
+    k = min(2, n_z, S)
+    comp, ratio = np.zeros((2, n_z)), np.zeros(2)
+    if S >= 2 and codes.var(0).sum() > 0:
+        pca = PCA(n_components=k, svd_solver="full").fit(codes)
+        comp[:k] = pca.components_
+        ratio[:k] = np.nan_to_num(pca.explained_variance_ratio_)
+        mean = pca.mean_
+    else:
+        mean = codes.mean(0)
+    return Projection(mean, comp), ratio
+
+
+def centroid_accuracy(codes: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of labelled codes nearer to their own subgoal's mean code than to any other (in R^{n_z})."""
+    ok = labels >= 0
+    codes, labels = codes[ok], labels[ok]
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        return float("nan")
+    cents = np.stack([codes[labels == c].mean(0) for c in classes])
+    pred = classes[((codes[:, None, :] - cents[None]) ** 2).sum(-1).argmin(1)]
+    return float((pred == labels).mean())
+
+
+def file_digest(path) -> str:
+    """sha256 of a file (to tell whether a latent map was made from this metacontroller)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def latent_map(model: GridTransformer, meta: MetaController, layer: int, episodes: int = 500, seed: int = 0,
+               threshold: float = 0.5) -> dict:
+    """The 2-D map of discovered segment codes on ``episodes`` held-out D* episodes (see the module docstring).
+
+    Returns a JSON-ready dict: ``points`` (S, 2), ``labels`` (S,) subgoal 0..3 (−1 unlabelled), ``codes``
+    (S, n_z), ``purity``, ``projection`` {mean, components}, per-subgoal ``centroids`` (2-D and n_z-d),
+    ``explained_variance_ratio``, ``bounds`` and summary numbers.
+    """
+    from irl_core.discovery import heldout_set
+    if episodes <= 0:
+        raise ValueError(f"the number of episodes must be positive, got {episodes}")
+    dev = next(model.parameters()).device
+    ep = heldout_set(episodes, seed, dev)
+    seg = segment_codes(model, meta, layer, ep, threshold=threshold)
+    proj, ratio = fit_projection(seg["codes"])
+    pts = proj.to_xy(seg["codes"])
+    labels = seg["labels"]
+    centroids = {}
+    for g in sorted(set(int(x) for x in labels if x >= 0)):
+        m = labels == g
+        centroids[str(g)] = {"xy": pts[m].mean(0).tolist(), "code": seg["codes"][m].mean(0).astype(float).tolist(),
+                             "count": int(m.sum())}
+    lo, hi = pts.min(0), pts.max(0)
+    pad = np.where(hi - lo > 0, 0.15 * (hi - lo), 0.5)  # room to pick codes a little beyond the data
+    return {
+        "kind": LATENT_MAP_KIND, "n_z": int(meta.cfg.n_z), "layer": int(layer), "episodes": int(episodes), "seed": int(seed),
+        "threshold": threshold, "n_segments": int(len(labels)),
+        "segments_per_episode": float(len(labels) / episodes),
+        "mean_purity": float(seg["purity"][labels >= 0].mean()) if (labels >= 0).any() else float("nan"),
+        "centroid_accuracy": centroid_accuracy(seg["codes"], labels),
+        "explained_variance_ratio": ratio.tolist(),
+        "projection": {"mean": proj.mean.tolist(), "components": proj.components.tolist()},
+        "bounds": {"x": [float(lo[0] - pad[0]), float(hi[0] + pad[0])], "y": [float(lo[1] - pad[1]), float(hi[1] + pad[1])]},
+        "points": np.round(pts, 5).tolist(), "labels": labels.tolist(),
+        "codes": np.round(seg["codes"].astype(np.float64), 6).tolist(),
+        "purity": np.round(seg["purity"], 4).tolist(),
+        "episode": seg["episode"].tolist(), "first": seg["first"].tolist(), "last": seg["last"].tolist(),
+        "centroids": centroids,
+    }
+
+
+def validate_latent_map(report: dict) -> Projection:
+    """Check a latent-map report's shape; returns its projection (ValueError naming the problem otherwise)."""
+    if not isinstance(report, dict) or report.get("kind") != LATENT_MAP_KIND:
+        raise ValueError("not a latent-map report (kind != 'latent-map')")
+    try:
+        proj = Projection.from_dict(report["projection"])
+        pts, labels = np.asarray(report["points"], dtype=np.float64), np.asarray(report["labels"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"malformed latent-map report ({type(e).__name__}: {e})") from None
+    if pts.ndim != 2 or pts.shape[1] != 2 or labels.shape != (pts.shape[0],):
+        raise ValueError(f"latent-map points must be (S, 2) with S labels; got {pts.shape} and {labels.shape}")
+    if proj.mean.shape[0] != int(report.get("n_z", proj.mean.shape[0])):
+        raise ValueError("latent-map projection does not match its n_z")
+    return proj
+
+
+# --- CLI handlers (registered by irl_core.steering_cli) -------------------------------------------------
+def cli_latent_map(args) -> int:
+    from irl_core.checkpoints import atomic_write_json
+    from irl_core.cli import UserError
+    from irl_core.discovery import load_metacontroller
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    meta, model, layer, info = load_metacontroller(args.checkpoint, args.device, args.base)
+    t = time.perf_counter()
+    try:
+        report = latent_map(model, meta, layer, args.episodes, args.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    weights = f"{Path(args.checkpoint).with_suffix('')}.safetensors"
+    report["metacontroller"] = str(args.checkpoint)
+    report["metacontroller_sha256"] = file_digest(weights)
+    report["base_checkpoint"] = str(args.base or info.get("base_checkpoint"))
+    report["seconds"] = round(time.perf_counter() - t, 2)
+    report["command"] = "python -m irl_core " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["latent-map"] else \
+        f"python -m irl_core latent-map --checkpoint {args.checkpoint} --episodes {args.episodes} --out {args.out}"
+    out = args.out or Path(args.checkpoint).parent / "reports" / "latent_map.json"
+    atomic_write_json(out, report)
+    ev = report["explained_variance_ratio"]
+    print(f"wrote {out}: {report['n_segments']} segments from {args.episodes} held-out D* episodes "
+          f"({report['segments_per_episode']:.2f}/episode, majority-label purity {report['mean_purity']:.3f}); "
+          f"PCA explains {ev[0]:.2f} + {ev[1]:.2f} of the code variance; nearest-centroid subgoal accuracy "
+          f"{report['centroid_accuracy']:.3f}")
+    return 0
+
+
+def _parse_code(text: str) -> list[float]:
+    from irl_core.cli import UserError
+    try:
+        return [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise UserError(f"--code must be comma-separated numbers, got {text!r}") from None
+
+
+def cli_steer(args) -> int:
+    from irl_core.cli import UserError
+    from irl_core.controllers import default_layer, load_gt_controllers
+    from irl_core.discovery import load_metacontroller
+    from irl_core.pretrain import load_base_model
+    meta = gt = None
+    if args.code is not None and args.subgoal is not None:
+        raise UserError("give either --code (a metacontroller code) or --subgoal (a ground-truth controller), not both")
+    if args.code is not None or args.xy is not None:
+        meta, model, layer, _ = load_metacontroller(args.metacontroller, args.device, args.base)
+        if args.xy is not None:
+            from irl_core.checkpoints import read_json
+            try:
+                proj = validate_latent_map(read_json(args.latent_map))
+                xy = _parse_code(args.xy)
+                if len(xy) != 2:
+                    raise ValueError(f"--xy needs 2 numbers, got {len(xy)}")
+            except ValueError as e:
+                raise UserError(f"{args.latent_map}: {e}") from None
+            control = proj.to_code(xy).tolist()
+        else:
+            control = _parse_code(args.code)
+    elif args.subgoal is not None:
+        model = load_base_model(args.base or "checkpoints/grid/base", args.device)
+        gt, _ = load_gt_controllers(args.controllers, args.device)
+        layer = gt.layer
+        control = args.subgoal if args.subgoal == "gt-sequence" else int(args.subgoal) if args.subgoal.isdigit() else args.subgoal
+    else:
+        model = load_base_model(args.base or "checkpoints/grid/base", args.device)
+        layer, control = default_layer(model, args.layer), None
+    try:
+        results = steer_batch(model, layer, control, layout_seed=args.layout_seed, t0=args.t0, task=args.task,
+                              greedy=not args.sample, episodes=args.episodes, seed=args.seed,
+                              end_on_wrong=not args.no_cut, diagnostic_steps=args.diagnostic_steps, meta=meta, gt=gt)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    export_steered(args.out, results)
+    r = results[0]
+    rate = np.mean([x.success for x in results])
+    print(f"wrote {args.out}: {len(results)} episode(s) on layout seed {args.layout_seed}, task {format_task(r.task)}, "
+          f"control from t0={args.t0} at layer {layer}; paper-rules success {rate:.3f}; first episode: "
+          f"{r.outcome} after {r.end_step} steps, colours {'-'.join(map(str, r.paper_colours)) or 'none'} "
+          f"({r.seconds * 1000:.0f} ms)")
+    return 0
