@@ -22,6 +22,7 @@ class PretrainConfig:
     tasks: str = "pretrain"
     epsilon: float = 0.0          # expert noise of D (the paper's default is 0)
     obs_coef: float = 0.01        # λ, weight of the next-observation loss
+    init_from: str | None = None  # start from this base-model checkpoint's weights (fresh optimizer)
     # optimisation (AdamW, betas (0.9, 0.999))
     steps: int = 3000
     batch_size: int = 128         # episodes per step
@@ -31,11 +32,13 @@ class PretrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.03
     grad_clip: float = 1.0
+    chunks: int = 1               # length-sorted micro-batches per step (same gradient, less padding)
     # bookkeeping
     log_every: int = 25
     eval_every: int = 500
     eval_episodes: int = 512
     checkpoint_every: int = 250
+    snapshot_every: int = 0       # also keep the weights every N steps as checkpoints/step<N> (0: never)
 
     def model_config(self) -> TransformerConfig:
         return TransformerConfig(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
@@ -48,7 +51,7 @@ class PretrainConfig:
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     "tiny": PretrainConfig(d_model=32, n_layers=2, n_heads=2, d_mlp=64, steps=20, batch_size=16, warmup_steps=2,
                            log_every=5, eval_every=10, eval_episodes=32, checkpoint_every=10),
-    "cpu": PretrainConfig(),
+    "cpu": PretrainConfig(chunks=8),
     "paper": PretrainConfig(d_model=256, n_layers=6, n_heads=4, d_mlp=512, steps=256_000, batch_size=1024, lr=3e-4,
                             schedule="constant", warmup_steps=0, log_every=100, eval_every=4000,
                             checkpoint_every=2000),

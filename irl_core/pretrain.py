@@ -40,9 +40,53 @@ def learning_rate(cfg: PretrainConfig, step: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def accumulate_gradients(model: GridTransformer, episodes: dict[str, torch.Tensor], cfg: PretrainConfig,
+                         amp) -> dict[str, float]:
+    """Eq. 5 on one batch of episodes, back-propagated in ``cfg.chunks`` length-sorted micro-batches.
+
+    Each micro-batch is trimmed to its own longest episode, so less compute goes to padding (episodes of
+    the pretraining tasks are 31 steps on average but a batch of 128 pads them to ~60). Every chunk's
+    per-step mean loss is weighted by its share of the batch's valid steps, so the accumulated gradient
+    is the gradient of the whole batch's loss (the test compares the two). Returns the batch's metrics.
+    """
+    order = torch.argsort(episodes["length"])
+    total = float(episodes["length"].sum())
+    if total == 0:
+        raise RuntimeError("the batch holds no steps (batch size 0?)")
+    sums = {"action_nll": 0.0, "obs_nll": 0.0, "action_acc": 0.0}
+    for part in torch.tensor_split(order, max(1, min(cfg.chunks, len(order)))):
+        if len(part) == 0:
+            continue
+        with torch.no_grad():
+            obs, actions = training_tensors({k: v[part] for k, v in episodes.items()})
+        share = float((actions >= 0).sum()) / total
+        with amp:
+            loss, m = pretrain_loss(model, obs, actions, cfg.obs_coef)
+        (loss * share).backward()
+        for k in sums:
+            sums[k] += float(m[k]) * share
+    return sums
+
+
 def _optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                              fused=device.type == "cuda")
+
+
+def initialise_from(model: GridTransformer, cfg: PretrainConfig) -> int:
+    """Copy the weights of checkpoint ``cfg.init_from`` into ``model``; returns the episodes it was trained on.
+
+    The checkpoint's architecture must be the one ``cfg`` describes (a clear error otherwise), so that a
+    run can extend a shipped model's training with a new schedule; the optimizer starts afresh.
+    """
+    state, config, meta = load_checkpoint(cfg.init_from, KIND)
+    wanted = model.config_dict()
+    diff = sorted(k for k in wanted if config.get(k) != wanted[k])
+    if diff:
+        raise CheckpointError(f"{cfg.init_from}: its architecture differs from this preset's in "
+                              + ", ".join(f"{k} ({config.get(k)} vs {wanted[k]})" for k in diff))
+    load_state_into(model, {k: v.to(next(model.parameters()).device) for k, v in state.items()}, cfg.init_from)
+    return int(meta.get("episodes", 0))
 
 
 @torch.no_grad()
@@ -74,6 +118,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     dev = resolve_device(device)
     torch.manual_seed(seed)
     model = GridTransformer(cfg.model_config()).to(dev)
+    init_episodes = initialise_from(model, cfg) if cfg.init_from else 0
     opt = _optimizer(model, cfg, dev)
     env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
     eval_env = BatchedGridPinpad(cfg.eval_episodes, cfg.tasks, dev, seed=seed + 7919)
@@ -87,7 +132,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), **cfg.to_dict()})
     run.set_status("running", device=str(dev), step=step)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
-    episodes_seen = step * cfg.batch_size
+    episodes_seen = init_episodes + step * cfg.batch_size
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
     with run.recording(lambda: step), bar:
@@ -100,11 +145,9 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             with torch.no_grad():
-                obs, actions = training_tensors(expert_episodes(env, cfg.epsilon))
-            with amp:
-                loss, m = pretrain_loss(model, obs, actions, cfg.obs_coef)
+                batch = expert_episodes(env, cfg.epsilon)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            m = accumulate_gradients(model, batch, cfg, amp)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
@@ -125,6 +168,9 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
                 save_checkpoint(last, training_state({"model": model}, opt, {"env": env.generator}), "grid-pretrain-state", cfg.to_dict(),
                                 {"step": step, "episodes": episodes_seen})
                 run.set_status("running", step=step)
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                save_checkpoint(run.checkpoint_dir / f"step{step}", model.state_dict(), KIND, model.config_dict(),
+                                {"steps": step, "episodes": episodes_seen, "pretrain_config": cfg.to_dict()})
     run.set_status("done", step=step)
     return model
 
@@ -134,7 +180,8 @@ def export(model: GridTransformer, path: str | Path, run: Run, cfg: PretrainConf
     metrics = run.metrics()
     evals = [r for r in metrics if "eval/action_acc" in r]
     steps = int((run.status() or {}).get("step", cfg.steps))
-    meta = {"steps": steps, "episodes": steps * cfg.batch_size, "seed": seed, "command": command,
+    episodes = next((r["charts/episodes"] for r in reversed(metrics) if "charts/episodes" in r), steps * cfg.batch_size)
+    meta = {"steps": steps, "episodes": int(episodes), "seed": seed, "command": command,
             "machine": describe_machine(),
             "device": str(next(model.parameters()).device), "pretrain_config": cfg.to_dict(),
             "final_eval_action_acc": evals[-1]["eval/action_acc"] if evals else None}
@@ -161,7 +208,9 @@ def cli_pretrain(args) -> int:
         torch.set_num_threads(args.threads)
     try:
         cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
-                     encoder=args.encoder, lr=args.lr)
+                     encoder=args.encoder, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
+                     warmup_steps=args.warmup_steps, chunks=args.chunks, init_from=args.init,
+                     snapshot_every=args.snapshot_every, obs_coef=args.obs_coef)
     except ValueError as e:
         from irl_core.cli import UserError
         raise UserError(str(e)) from None

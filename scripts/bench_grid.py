@@ -19,13 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from irl_core.config import PRETRAIN_PRESETS  # noqa: E402
 from irl_core.machine import describe_machine  # noqa: E402
-from irl_core.data import expert_episodes, training_tensors  # noqa: E402
+from irl_core.data import expert_episodes  # noqa: E402
 from irl_core.envs.grid import BatchedGridPinpad  # noqa: E402
 from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, format_task  # noqa: E402
-from irl_core.models.transformer import GridTransformer, pretrain_loss  # noqa: E402
 from irl_core.pretrain import load_base_model  # noqa: E402
+from bench_pretrain import training_speed  # noqa: E402
 from irl_core.rollouts import model_policy  # noqa: E402
 from irl_core.data import run_episodes  # noqa: E402
 
@@ -63,25 +62,6 @@ def expert_generation_speed(B: int = 1024, reps: int = 3) -> float:
     return B * reps / (time.perf_counter() - t)
 
 
-def training_speed(steps: int = 8) -> tuple[float, float]:
-    cfg = PRETRAIN_PRESETS["cpu"]
-    model = GridTransformer(cfg.model_config())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    env = BatchedGridPinpad(cfg.batch_size, seed=0)
-    tokens, t = 0, None
-    for i in range(steps + 2):
-        if i == 2:
-            t, tokens = time.perf_counter(), 0
-        obs, actions = training_tensors(expert_episodes(env))
-        loss, _ = pretrain_loss(model, obs, actions, cfg.obs_coef)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        tokens += int((actions >= 0).sum())
-    dt = time.perf_counter() - t
-    return steps / dt, tokens / dt
-
-
 def rollout_speed(model, B: int = 1024) -> float:
     env = BatchedGridPinpad(B, seed=0)
     t = time.perf_counter()
@@ -104,12 +84,13 @@ def main() -> None:
     out += expert_table(args.episodes)
     sps, reset_s = env_speed()
     eps = expert_generation_speed()
-    tr_steps, tr_tokens = training_speed()
+    tr = training_speed("cpu")
+    tr_steps, tr_tokens = tr["steps_per_s"], tr["tokens_per_s"]
     out += ["", "### Speed", "", "| what | figure |", "|---|---|",
             f"| batched env `step`, B=4096, random actions, observations built | {sps:,.0f} steps/s |",
             f"| batched env `reset`, B=4096 (layouts, solvability check, distance maps) | {reset_s:.2f} s, i.e. {sps * 100 * 4096 / (100 * 4096 + sps * reset_s) / 1e3 * 1e3:,.0f} steps/s amortised over 100-step episodes |",
             f"| expert episodes generated (batched env + DP expert, B=1024) | {eps:,.0f} episodes/s |",
-            f"| base-model training, `cpu` preset (d128 L6, batch 128, data generated in the loop) | {tr_steps:.2f} steps/s, {tr_tokens:,.0f} tokens/s |"]
+            f"| base-model training, `cpu` preset (d128 L6, batch 128 in 8 length-sorted micro-batches, data generated in the loop) | {tr_steps:.2f} steps/s, {tr_tokens:,.0f} tokens/s |"]
     ck = Path(args.checkpoint)
     if ck.with_suffix(".safetensors").exists():
         model = load_base_model(ck)

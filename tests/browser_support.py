@@ -219,6 +219,21 @@ class AppPage:
     external_requests: list[str] = field(default_factory=list)
     _allowed: list[re.Pattern] = field(default_factory=list)
 
+    @classmethod
+    def open(cls, context, server: AppServer) -> "AppPage":
+        """A new page in ``context`` on ``server``, recording console errors, page errors and outside requests."""
+        app = cls(context.new_page(), server)
+        app.page.on("console", app._on_console)
+        app.page.on("pageerror", lambda e: app.console_errors.append(f"page error: {e}"))
+        app.page.on("request", app._on_request)
+        return app
+
+    def fail_on_problems(self) -> None:
+        """Fail the test if the browser saw console errors, page errors or requests to outside hosts."""
+        problems = self.problems()
+        if problems:
+            pytest.fail("the browser saw:\n" + "\n".join(problems), pytrace=False)
+
     def allow_console(self, pattern: str) -> None:
         """Excuse console errors matching ``pattern`` (a regular expression)."""
         self._allowed.append(re.compile(pattern))
@@ -298,13 +313,7 @@ def browser_context(browser):
 
 @pytest.fixture
 def app_page(browser_context, app_server):
-    page = browser_context.new_page()
-    app = AppPage(page, app_server)
-    page.on("console", app._on_console)
-    page.on("pageerror", lambda e: app.console_errors.append(f"page error: {e}"))
-    page.on("request", app._on_request)
+    app = AppPage.open(browser_context, app_server)
     yield app
-    page.close()
-    problems = app.problems()
-    if problems:
-        pytest.fail("the browser saw:\n" + "\n".join(problems), pytrace=False)
+    app.page.close()
+    app.fail_on_problems()

@@ -19,17 +19,11 @@ def rl_page(browser_context, app_checkpoints_root, tmp_path, monkeypatch):
         server = start_app_server(app_checkpoints_root)
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
-    page = browser_context.new_page()
-    app = AppPage(page, server)
-    page.on("console", app._on_console)
-    page.on("pageerror", lambda e: app.console_errors.append(f"page error: {e}"))
-    page.on("request", app._on_request)
+    app = AppPage.open(browser_context, server)
     yield app, tmp_path / "runs"
-    page.close()
+    app.page.close()
     server.stop()
-    problems = app.problems()
-    if problems:
-        pytest.fail("the browser saw:\n" + "\n".join(problems), pytrace=False)
+    app.fail_on_problems()
 
 
 def test_launch_a_tiny_run_and_see_it_on_the_curves(rl_page):

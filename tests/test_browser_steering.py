@@ -89,16 +89,10 @@ def steer_server(tiny_base, tmp_path_factory):
 def steer_page(browser, steer_server):
     from browser_support import AppPage
     context = browser.new_context(viewport={"width": 1440, "height": 2300})
-    page = context.new_page()
-    app = AppPage(page, steer_server)
-    page.on("console", app._on_console)
-    page.on("pageerror", lambda e: app.console_errors.append(f"page error: {e}"))
-    page.on("request", app._on_request)
+    app = AppPage.open(context, steer_server)
     yield app
     context.close()
-    problems = app.problems()
-    if problems:
-        pytest.fail("the browser saw:\n" + "\n".join(problems), pytrace=False)
+    app.fail_on_problems()
 
 
 def _steered_actions(page) -> str:

@@ -1,0 +1,297 @@
+"""Measure the app's page load times and the Steering page's latency in headless Chromium; print a Markdown section.
+
+    python scripts/bench_app.py [--reps 3] [--clicks 8] [--threads N] > bench_app.md
+
+Starts ``streamlit run app.py`` on the shipped checkpoints (``checkpoints/``) and times, in a real browser:
+
+* the server start (process start → ``/_stcore/health`` answers OK);
+* every page of ``irl_core.app_state.pages()``: *cold* = the first visit of that page, in a new browser
+  context (empty HTTP cache, new Streamlit session; the server's caches hold what earlier pages loaded), and
+  *warm* = ``--reps`` further visits in new pages of that context (median); a visit is timed from
+  ``page.goto`` to the app being idle after the page's script ran, and to the page's last DOM change;
+* the Steering page: ``--clicks`` clicks on different points of the latent map (latent-code mode), each timed
+  from the click to the steered rollout panel's text changing, to the app being idle and to the last DOM
+  change; beside it the library call ``irl_core.steering.steer`` for the same kind of rollout (page
+  defaults), so the page's overhead shows. Without a metacontroller and latent map it changes the ground-truth subgoal instead.
+
+Needs Chromium (``/usr/bin/chromium`` or ``$IRL_CHROMIUM``) and playwright (requirements-dev.txt).
+Markdown goes to stdout, progress to stderr. ``--threads`` sets OMP_NUM_THREADS for the server (and torch's
+threads for the in-process library timing); by default neither is set. The section gives the load average
+before and after the run; ``--note TEXT`` adds a sentence (e.g. that other jobs shared the machine).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from browser_support import ARTIFACTS, CHROMIUM, IDLE, INSTALL_HINT, AppServer, free_port  # noqa: E402
+from irl_core.app_state import pages  # noqa: E402
+
+SET = ROOT / "checkpoints" / "grid"
+W, H, ML, MR, MT, MB = 520, 420, 16, 16, 40, 28  # the latent map's SVG geometry (app_pages/steering.py MAP_JS)
+RESULT = ".st-key-steer_result"
+# true once the app is idle after a script run: idle, and either a run was seen or the page's title is drawn
+AFTER_RUN_JS = """() => { const a = document.querySelector("[data-testid='stApp']");
+  const s = a && a.getAttribute('data-test-script-state');
+  if (s === 'running') window.__benchRan = true;
+  return s === 'notRunning' && (window.__benchRan || !!document.querySelector("[data-testid='stMain'] h1")); }"""
+# the browser keeps drawing after the script's end (e.g. a new page parses Plotly's bundle before it shows the
+# elements): every page records its last DOM change, and a page counts as drawn after QUIET ms without one
+QUIET = 1000
+OBSERVE_JS = """window.__benchLast = performance.now();
+new MutationObserver(() => { window.__benchLast = performance.now(); })
+  .observe(document, { subtree: true, childList: true, characterData: true });"""
+QUIET_JS = f"() => performance.now() - window.__benchLast > {QUIET} && performance.now() - window.__benchLast"
+# after a click: 'changed' once the result panel's text differs from the argument, 'idle' if a run ended without
+CHANGE_JS = """before => { const r = document.querySelector('.st-key-steer_result');
+  if (r && r.innerText !== before) return 'changed';
+  const s = document.querySelector("[data-testid='stApp']").getAttribute('data-test-script-state');
+  if (s === 'running') window.__benchRan = true;
+  return window.__benchRan && s === 'notRunning' ? 'idle' : false; }"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def start_server(threads: int | None, timeout: float = 120.0) -> tuple[AppServer, float]:
+    """``streamlit run app.py`` on the shipped checkpoints (as browser_support.start_app_server, but with our
+    OMP_NUM_THREADS); returns the server and the seconds from process start to a healthy answer."""
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / "bench-app-streamlit.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", IRL_CHECKPOINTS_DIR=str(ROOT / "checkpoints"))
+    env.pop("OMP_NUM_THREADS", None)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
+           "--server.address=127.0.0.1", "--server.fileWatcherType=none"]
+    t = time.perf_counter()
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = AppServer(f"http://127.0.0.1:{port}", ROOT / "checkpoints", log_path, proc)
+    while time.perf_counter() - t < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return server, time.perf_counter() - t
+        except OSError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"streamlit did not answer on {server.url} within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def visit(context, url: str) -> tuple[float, float, object, int]:
+    """Open ``url`` in a new page of ``context``: (seconds from goto to the app idle after the run, to the last
+    DOM change, the page, the number of exceptions shown)."""
+    page = context.new_page()
+    t = time.perf_counter()
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function(AFTER_RUN_JS, polling=20, timeout=180_000)
+    idle = time.perf_counter() - t
+    quiet_ms = page.wait_for_function(QUIET_JS, polling=100, timeout=180_000).json_value()
+    drawn = max(idle, time.perf_counter() - t - quiet_ms / 1000)
+    return idle, drawn, page, page.locator("[data-testid='stException']").count()
+
+
+def new_context(browser, height: int = 1000):
+    context = browser.new_context(viewport={"width": 1440, "height": height})
+    context.add_init_script(OBSERVE_JS)
+    return context
+
+
+def fracs(n: int) -> list[tuple[float, float]]:
+    """``n`` well-spread points of the map's plot area, as fractions (x from the left, y from the top)."""
+    return [(0.1 + 0.8 * ((0.5 + i * 0.618034) % 1), 0.1 + 0.8 * ((0.25 + i * 0.381966) % 1)) for i in range(n)]
+
+
+def click_times(page, clicks: list) -> list[tuple[float | None, float, float]]:
+    """For each ``click()`` (a callable): seconds to the result panel's change (None: no change), to the app idle
+    and to the last DOM change."""
+    out = []
+    for click in clicks:
+        before = page.locator(RESULT).inner_text()
+        page.evaluate("() => { window.__benchRan = false; }")
+        t = time.perf_counter()
+        click()
+        how = page.wait_for_function(CHANGE_JS, arg=before, timeout=180_000).json_value()
+        changed = time.perf_counter() - t if how == "changed" else None
+        page.wait_for_selector(IDLE, timeout=180_000)
+        idle = time.perf_counter() - t
+        quiet_ms = page.wait_for_function(QUIET_JS, polling=100, timeout=180_000).json_value()
+        out.append((changed, idle, max(idle, time.perf_counter() - t - quiet_ms / 1000)))
+        log(f"  click: change {changed if changed is None else round(changed, 2)} s, idle {idle:.2f} s, "
+            f"drawn {out[-1][2]:.2f} s")
+    return out
+
+
+def steering(browser, url: str, n: int) -> tuple[str, list, list]:
+    """(mode, per-click times, controls for the library timing) on the Steering page."""
+    context = new_context(browser, 2300)
+    try:
+        *_, page, _ = visit(context, f"{url}/steering")
+        latent = page.get_by_text("Latent code z (metacontroller)", exact=True)
+        if (SET / "metacontroller.json").exists() and (SET / "reports" / "latent_map.json").exists() and latent.count():
+            latent.click()
+            svg = page.locator(".lm-svg")
+            svg.wait_for(timeout=180_000)  # drawn by the run the click started; then let that run finish
+            page.wait_for_selector(IDLE, timeout=180_000)
+            page.wait_for_function(QUIET_JS, polling=100, timeout=180_000)  # the layout has settled
+            box = svg.bounding_box()
+            points = fracs(n)
+            screen = [(box["x"] + (ML + fx * (W - ML - MR)) / W * box["width"],
+                       box["y"] + (MT + fy * (H - MT - MB)) / H * box["height"]) for fx, fy in points]
+            return "latent", click_times(page, [lambda p=p: page.mouse.click(*p) for p in screen]), points
+        from irl_core.palette import SUBGOAL_NAMES
+        order = [1, 2, 3, 0][:n]  # the page starts on subgoal 0; a value seen before would come from its cache
+        group = page.locator("[data-testid='stRadio']").filter(has_text="Subgoal held fixed")
+        return "gt", click_times(page, [lambda g=g: group.get_by_text(SUBGOAL_NAMES[g], exact=True).click()
+                                        for g in order]), order
+    finally:
+        context.close()
+
+
+def library_times(mode: str, controls: list, reps: int = 10) -> list[float]:
+    """Seconds per ``irl_core.steering.steer`` call with the page's defaults (layout 0, held-out task, t0 = 0,
+    greedy, 30 diagnostic steps after the paper's end), models loaded once."""
+    from irl_core.steering import Projection, steer
+    if mode == "latent":
+        import json
+        from irl_core.discovery import load_metacontroller
+        meta, model, layer, _ = load_metacontroller(SET / "metacontroller", base=SET / "base")
+        rep = json.loads((SET / "reports" / "latent_map.json").read_text())
+        proj, (x0, x1), (y0, y1) = Projection.from_dict(rep["projection"]), rep["bounds"]["x"], rep["bounds"]["y"]
+        specs = [proj.to_code([x0 + fx * (x1 - x0), y1 - fy * (y1 - y0)]) for fx, fy in controls]
+        kw = {"meta": meta}
+    else:
+        from irl_core.controllers import load_gt_controllers
+        from irl_core.pretrain import load_base_model
+        model, gt = load_base_model(SET / "base"), load_gt_controllers(SET / "gt_controllers")[0]
+        layer, specs, kw = gt.layer, controls, {"gt": gt}
+    steer(model, layer, specs[0], end_on_wrong=False, diagnostic_steps=30, **kw)  # warm-up
+    out = []
+    for i in range(reps):
+        t = time.perf_counter()
+        steer(model, layer, specs[i % len(specs)], end_on_wrong=False, diagnostic_steps=30, **kw)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def stats(xs: list[float], n: bool = True) -> str:
+    """Median (min–max) of seconds."""
+    if not xs:
+        return "—"
+    return f"{statistics.median(xs):.2f} s ({min(xs):.2f}–{max(xs):.2f}{f', n = {len(xs)}' if n else ''})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=3, help="warm visits per page (median)")
+    ap.add_argument("--clicks", type=int, default=8, help="clicks on the latent map")
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the server")
+    ap.add_argument("--note", default="", help="a sentence to add to the section, e.g. about other jobs")
+    args = ap.parse_args()
+    if args.reps < 1 or args.clicks < 1:
+        ap.error("--reps and --clicks must be at least 1")
+    chromium = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not chromium:
+        log(f"error: Chromium not found at {CHROMIUM} (or as `chromium` on PATH); {INSTALL_HINT}")
+        return 2
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        log("error: the playwright package is missing: pip install -r requirements-dev.txt")
+        return 2
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    started, load_before = datetime.datetime.now(datetime.timezone.utc), os.getloadavg()[0]
+    rows, server, pw, browser = [], None, None, None
+    try:
+        log("starting the app server…")
+        server, server_s = start_server(args.threads)
+        log(f"  healthy after {server_s:.2f} s")
+        pw = sync_playwright().start()
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+        for p in pages():
+            url = f"{server.url}/{p.url_path}"
+            context = new_context(browser)
+            try:
+                *cold, page, errors = visit(context, url)
+                warm = []
+                for _ in range(args.reps):
+                    page.close()
+                    *seconds, page, e = visit(context, url)
+                    warm.append(seconds)
+                    errors = max(errors, e)
+            finally:
+                context.close()
+            rows.append((p, cold, warm, errors))
+            log(f"{p.title}: cold {cold[0]:.2f} / {cold[1]:.2f} s, warm {stats([w[1] for w in warm])}")
+        log("steering…")
+        mode, clicks, controls = steering(browser, server.url, args.clicks)
+    finally:
+        if browser is not None:
+            browser.close()
+        if pw is not None:
+            pw.stop()
+        if server is not None:
+            server.stop()
+    log("library steer() calls…")
+    lib = library_times(mode, controls)
+
+    from irl_core.machine import describe_machine
+    cmd = shlex.join(["python", "scripts/bench_app.py", *sys.argv[1:]])
+    changed = [c[0] for c in clicks if c[0] is not None]
+    out = [f"## App load time and steering latency (measured {started:%Y-%m-%d %H:%M} UTC)", "",
+           f"Machine: {describe_machine()}. Server: `streamlit run app.py` headless on localhost, "
+           f"OMP_NUM_THREADS={args.threads or 'unset'}; browser: headless Chromium ({chromium}) through Playwright.",
+           "", f"Command: `{cmd}`", "",
+           f"App server start (process start → health check OK): **{server_s:.2f} s**.", "",
+           "| page | cold: app idle | cold: drawn | warm: app idle | warm: drawn | exceptions shown |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {p.title} (/{p.url_path}) | {cold[0]:.2f} s | {cold[1]:.2f} s | {stats([w[0] for w in warm], n=False)} | "
+            f"{stats([w[1] for w in warm], n=False)} | {errors} |" for p, cold, warm, errors in rows]
+    out += ["", "Cold: the first visit of the page in a new browser context (empty HTTP cache, new session); "
+            "pages are visited in menu order, so the server's model caches hold what earlier pages loaded. Warm: "
+            f"median (range) of {args.reps} visits in new pages of the same context (new sessions, warm caches). "
+            "Timed from `page.goto` to *app idle* (`data-test-script-state='notRunning'` after the page's script "
+            f"ran) and to *drawn* (the page's last DOM change, found by waiting {QUIET} ms without one): the "
+            "browser may still be drawing after the script's end, e.g. a new page parses Plotly's bundle before "
+            "it shows the page's elements.", ""]
+    what = (f"latent-code mode: {len(clicks)} clicks on different points of the latent map" if mode == "latent" else
+            f"the latent-code mode could not be selected, so the ground-truth controller mode: {len(clicks)} changes "
+            "of the subgoal held fixed")
+    out += [f"Steering page on the shipped set ({what}; page defaults: layout seed 0, held-out task, t₀ = 0, greedy, "
+            "30 diagnostic steps):", "", "| measure | median (range) |", "|---|---|",
+            f"| click → steered rollout panel's content changes | {stats(changed)} |",
+            f"| click → app idle | {stats([c[1] for c in clicks])} |",
+            f"| click → drawn (last DOM change) | {stats([c[2] for c in clicks])} |",
+            f"| library call `irl_core.steering.steer(...)`, same kind of rollout, models loaded | {stats(lib)} |"]
+    if len(changed) < len(clicks):
+        out += ["", f"{len(clicks) - len(changed)} of {len(clicks)} clicks left the panel's text unchanged "
+                "(the new code gave the same rollout and timing text); they count only for the idle time."]
+    out += ["", f"Load average (1 min) before the run {load_before:.2f}, after it {os.getloadavg()[0]:.2f}, "
+            f"on {os.cpu_count()} logical cores (the benchmark's own server, browser and this process count too)."
+            + (f" {args.note}" if args.note else "")]
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
