@@ -56,6 +56,9 @@ st.dataframe(pd.DataFrame([
     ("… best predictor that does not know the task", f"{acc['bayes_task_blind']:.3f}"),
     ("history use: accuracy at segment start, target known (2nd of pair)", f"{hist['determined_acc']:.3f}"),
     ("history use: accuracy at segment start, target open (1st of pair)", f"{hist['undetermined_acc']:.3f}"),
+    ("history-use gap of the model (known − open)", f"{hist['gap']:+.3f}"),
+    ("… of the best predictor that does not know the task (the ceiling)",
+     f"{probes['history_use_bayes']['gap']:+.3f}" if "history_use_bayes" in probes else "not in this report"),
     ("sampled success on the pretraining tasks", f"{sampled['success_pretraining_tasks']:.3f}"),
     ("sampled success on the held-out task", f"{sampled['success_heldout_task']:.4f}"),
 ], columns=["measure", "value"]), hide_index=True, width="stretch")
@@ -74,3 +77,28 @@ else:
         fig.update_layout(xaxis_title="training episodes", yaxis_title="held-out action accuracy", height=320,
                           margin=dict(t=20))
         st.plotly_chart(fig, width="stretch")
+
+try:
+    over_training = report("probes_curve")
+except CheckpointError as e:
+    st.caption(f"Probes over training (the paper's Fig. A1): {e}")
+else:
+    points = [p for p in over_training["points"] if p.get("episodes") is not None]
+    if points:
+        st.subheader("Over training (Fig. A1)")
+        labels = [f"{p['episodes'] / 1e6:.2f}M" for p in points]
+        heat = go.Figure(go.Heatmap(
+            x=labels, y=over_training["layers"], z=[[p["subgoal_probe"]["accuracy"][l] for p in points]
+                                                    for l in over_training["layers"]],
+            colorscale="Viridis", zmin=0.25, zmax=0.7, colorbar=dict(title="subgoal<br>probe")))
+        heat.update_layout(xaxis_title="training episodes", yaxis_title="layer", height=340, margin=dict(t=20))
+        st.plotly_chart(heat, width="stretch")
+        lines = go.Figure()
+        for name, values, colour in (
+                ("history-use gap (target ≥ 0.2)", [p["history_use"]["gap"] for p in points], "#4363d8"),
+                ("sampled success, pretraining tasks", [p["sampled"]["success_pretraining_tasks"] for p in points], "#3cb44b"),
+                ("reaches the right first colour", [p["sampled"]["reached_correct_first_colour"] for p in points], "#f58231")):
+            lines.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=name, line=dict(color=colour, width=3)))
+        lines.update_layout(xaxis_title="training episodes", yaxis_title="value", height=340, margin=dict(t=20),
+                            legend=dict(orientation="h", y=-0.3))
+        st.plotly_chart(lines, width="stretch")

@@ -8,9 +8,9 @@ from irl_core.palette import METHOD_COLOURS
 from irl_core.reports import load_report
 
 METHOD_LABELS = {"internal-rl": "internal RL", "raw-action": "raw-action RL", "beta1": "internal RL, β ≡ 1",
-                 "cotrained": "internal RL, co-trained metacontroller"}
+                 "cotrained": "internal RL, co-trained metacontroller", "compile": "CompILE"}
 NEEDS = {"internal-rl": "metacontroller", "beta1": "metacontroller_beta1", "cotrained": "metacontroller_cotrained",
-         "raw-action": "base"}
+         "compile": "compile", "raw-action": "base"}
 PRESETS = {"tiny": "tiny (seconds; a smoke test)", "cpu": "cpu (this machine)", "paper": "paper (Table A13; a GPU)"}
 
 sel = app_state.current()
@@ -19,7 +19,8 @@ st.markdown(
     "The policy picks a code z only when the frozen switching unit opens the gate (β > 0.5); the frozen "
     "base model, steered by U(z) at mid-depth, then acts on its own until the next switch. The baselines use "
     "the same RL algorithm (critic-free PPO) and budget: RL on raw actions, internal RL with β ≡ 1 "
-    "(a decision every step), and internal RL on a co-trained metacontroller. The task is the held-out "
+    "(a decision every step), internal RL on a co-trained metacontroller, and CompILE's codes (a decision "
+    "every 10 steps). The task is the held-out "
     "12-colour task, whose subgoal transitions the model never saw. In the paper, only internal RL learns.")
 if not sel.grid:
     st.info(app_state.GRID_ONLY)
@@ -97,7 +98,7 @@ if go_clicked:
         st.error("Choose at least one seed.")
     elif not needed.exists():
         st.error(f"{METHOD_LABELS[method]} needs `{needed}`, which this checkpoint set does not hold; make it with "
-                 "`bash scripts/reproduce_grid_rl.sh` (or the discover command in README).")
+                 "`bash scripts/reproduce_grid_rl.sh` (or the discover and compile commands in README).")
     else:
         backend = default_backend()
         for seed in seeds:

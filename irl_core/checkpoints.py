@@ -163,3 +163,17 @@ def resume_training(last: str | os.PathLike, kind: str, config: dict, modules: d
         raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
     restore_training_state(modules, opt, generators, state, last)
     return meta
+
+
+def start_or_resume(run, kind: str, config: dict, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
+                    generators: dict[str, torch.Generator], device) -> int:
+    """Begin a training stage in ``run`` (a :class:`irl_core.runs.Run`): restore its ``checkpoints/last`` when
+    there is one (dropping metric rows logged after it), record the config and mark it running; returns the
+    step to continue from (0 for a new run)."""
+    resumed = resume_training(run.checkpoint_dir / "last", kind, config, modules, opt, generators)
+    step = int(resumed["step"]) if resumed else 0
+    if resumed:
+        run.truncate_metrics(step)
+    run.write_config(config)
+    run.set_status("running", device=str(device), step=step)
+    return step

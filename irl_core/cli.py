@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(handler="irl_core.probing:cli_probes")
 
+    p = sub.add_parser("probe-curve", help="probes and diagnostics of every snapshot of a pretraining run (Fig. A1)")
+    p.add_argument("checkpoints", nargs="*", help="base-model checkpoints to include (e.g. the one a run started from)")
+    p.add_argument("--run-dir", help="a pretraining run whose snapshots (checkpoints/step<N>) to probe")
+    p.add_argument("--episodes", type=int, default=1000, help="held-out D* episodes to probe (default 1000)")
+    p.add_argument("--sample-episodes", type=int, default=500, help="sampled rollouts per diagnostic (default 500)")
+    p.add_argument("--out", default="checkpoints/grid/reports/probes_curve.json", help="output JSON")
+    _add_common(p)
+    p.set_defaults(handler="irl_core.probing:cli_probe_curve")
+
     p = sub.add_parser("rollouts", help="export rollouts of a policy as .npz (grid or ant)")
     p.add_argument("--env", choices=("grid", "ant"), default="grid")
     p.add_argument("--policy", default="expert", help="grid: expert, base, gt-controllers or internal-rl; ant: expert")

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from irl_core.config import preset
 from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
-                                  resume_training, save_checkpoint, training_state)
+                                  save_checkpoint, start_or_resume, training_state)
 from irl_core.data import expert_episodes, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
@@ -224,14 +224,8 @@ def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: R
     opt = torch.optim.AdamW(ctrl.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
     last = run.checkpoint_dir / "last"
-    step = 0
     full_cfg = {"stage": "gt-controllers", "seed": seed, **cfg.to_dict(), "layer": layer}
-    resumed = resume_training(last, "gt-controllers-state", full_cfg, {"ctrl": ctrl}, opt, {"env": env.generator})
-    if resumed:
-        step = int(resumed["step"])
-        run.truncate_metrics(step)
-    run.write_config(full_cfg)
-    run.set_status("running", device=str(dev), step=step)
+    step = start_or_resume(run, "gt-controllers-state", full_cfg, {"ctrl": ctrl}, opt, {"env": env.generator}, dev)
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="gt-controllers", unit="step", disable=not progress)
     with run.recording(lambda: step), bar:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from irl_core.config import preset
 from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
-                                  read_json, resume_training, save_checkpoint, training_state)
+                                  read_json, save_checkpoint, start_or_resume, training_state)
 from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, training_tensors, trim
 from irl_core.device import resolve_device
@@ -284,13 +284,7 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     gens = {"env": env.generator, "noise": noise}
     full_cfg = {"stage": "discover", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
     last = run.checkpoint_dir / "last"
-    step = 0
-    resumed = resume_training(last, "metacontroller-state", full_cfg, modules, opt, gens)
-    if resumed:
-        step = int(resumed["step"])
-        run.truncate_metrics(step)
-    run.write_config(full_cfg)
-    run.set_status("running", device=str(dev), step=step)
+    step = start_or_resume(run, "metacontroller-state", full_cfg, modules, opt, gens, dev)
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc=f"discover α={cfg.alpha} {cfg.variant}", unit="step",
                disable=not progress)

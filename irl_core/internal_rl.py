@@ -21,9 +21,9 @@ loss is −E_τ[Σ_k min(ρ_k A, clip(ρ_k, 1 − ε, 1 + ε) A)] with ρ_k = π
 
 Methods (Fig. 8) share the RL algorithm, the budget and this module's training loop:
 ``internal-rl`` (the frozen metacontroller), ``beta1`` (a metacontroller trained with β ≡ 1: a decision at
-every step), ``cotrained`` (a metacontroller co-trained with its own base model) and ``raw-action``
-(the base model itself finetuned on raw actions, :mod:`irl_core.baselines.raw_action`). CompILE is not
-implemented yet.
+every step), ``cotrained`` (a metacontroller co-trained with its own base model), ``compile`` (codes and their decoder
+from CompILE, :mod:`irl_core.baselines.compile`, a decision every 10 steps) and ``raw-action`` (the base
+model itself finetuned on raw actions, :mod:`irl_core.baselines.raw_action`).
 
 Choices where the paper is silent (README "Choices"):
 * π(z | ·) = N(μ(s_k), diag σ²) with a state-independent learned log σ initialised at 0 and μ's head
@@ -62,10 +62,10 @@ from irl_core.models.transformer import GridTransformer
 from irl_core.runs import Run
 
 POLICY_KIND = "internal-rl-policy"
-METHODS = ("internal-rl", "beta1", "cotrained", "raw-action")
+METHODS = ("internal-rl", "beta1", "cotrained", "compile", "raw-action")
 METACONTROLLER_FOR = {"internal-rl": "metacontroller", "beta1": "metacontroller_beta1",
-                      "cotrained": "metacontroller_cotrained"}
-VARIANT_FOR = {"internal-rl": "frozen", "beta1": "beta1", "cotrained": "cotrained"}
+                      "cotrained": "metacontroller_cotrained", "compile": "compile"}
+VARIANT_FOR = {"internal-rl": "frozen", "beta1": "beta1", "cotrained": "cotrained", "compile": "compile"}
 EVAL_SEED = 9_999_991  # evaluation layouts: the same for every method and seed, disjoint from training's
 
 
@@ -497,22 +497,35 @@ def default_metacontroller(method: str) -> Path:
 def check_variant(method: str, info_variant: str, path) -> None:
     want = VARIANT_FOR[method]
     if info_variant != want:
-        raise CheckpointError(f"{path}: a {info_variant!r} metacontroller; method {method!r} needs a {want!r} one "
-                              f"(python -m irl_core discover --variant {want} ...)")
+        how = "compile" if want == "compile" else f"discover --variant {want}"
+        raise CheckpointError(f"{path}: a {info_variant!r} checkpoint; method {method!r} needs a {want!r} one "
+                              f"(python -m irl_core {how} ...)")
 
 
 def make_learner(cfg: InternalRLConfig, device, seed: int, metacontroller=None, base=None):
     """The learner of ``cfg.method`` with its frozen parts loaded from checkpoints."""
-    from irl_core.controllers import freeze
     if cfg.method == "raw-action":
         from irl_core.baselines.raw_action import RawActionLearner
         from irl_core.pretrain import load_base_model
         return RawActionLearner(load_base_model(base or SHIPPED / "grid" / "base", device), cfg, device, seed)
-    from irl_core.discovery import load_metacontroller
     path = metacontroller or default_metacontroller(cfg.method)
-    meta, model, layer, _ = load_metacontroller(path, device, base)
+    meta, model, layer = load_code_module(path, device, base)
     check_variant(cfg.method, _variant(path), path)
-    return InternalLearner(model, freeze(meta), layer, cfg, device, seed)
+    return InternalLearner(model, meta, layer, cfg, device, seed)
+
+
+def load_code_module(path, device="cpu", base=None) -> tuple[nn.Module, GridTransformer, int]:
+    """(frozen module that switches and decodes codes, base model, layer) of a metacontroller or CompILE checkpoint."""
+    from irl_core.checkpoints import read_json
+    from irl_core.controllers import freeze
+    desc = read_json(Path(str(path)).with_suffix(".json"))
+    if isinstance(desc, dict) and desc.get("kind") == "compile":
+        from irl_core.baselines.compile import CompILESwitcher, load_compile
+        net, model, layer, _ = load_compile(path, device, base)
+        return freeze(CompILESwitcher(net)), model, layer
+    from irl_core.discovery import load_metacontroller
+    meta, model, layer, _ = load_metacontroller(path, device, base)
+    return freeze(meta), model, layer
 
 
 def _variant(path) -> str:
@@ -540,13 +553,11 @@ def policy_rollouts(path, episodes: int, seed: int = 0, device="cpu", greedy: bo
                     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Episodes of a trained internal-RL policy (for ``rollouts --policy internal-rl``): the tensors of
     :func:`irl_core.data.run_episodes`-style exports (layout, pos, task, actions, success, length)."""
-    from irl_core.controllers import freeze
-    from irl_core.discovery import load_metacontroller
     policy, config, info = load_policy(path, device)
-    meta, model, layer, _ = load_metacontroller(info["metacontroller"], device, info.get("base"))
+    meta, model, layer = load_code_module(info["metacontroller"], device, info.get("base"))
     cfg = rl_preset("paper", method=config["method"], task=task or info.get("task", "heldout"))
     batch = min(episodes, 1024)
-    ienv = InternalEnv(model, freeze(meta), layer, batch, cfg.task, device, seed, cfg.beta_threshold)
+    ienv = InternalEnv(model, meta, layer, batch, cfg.task, device, seed, cfg.beta_threshold)
     g = torch.Generator(device=ienv.env.device)
     g.manual_seed(seed)
     parts = []

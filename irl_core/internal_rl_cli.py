@@ -61,14 +61,14 @@ def _rl_curves(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("internal-rl", help="RL on the held-out task: internal RL or a baseline (resumable)")
     p.add_argument("--method", default="internal-rl",
-                   help="internal-rl (default), beta1, cotrained or raw-action (Fig. 8's methods)")
+                   help="internal-rl (default), beta1, cotrained, compile or raw-action (Fig. 8's methods)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A13) (default cpu)")
     p.add_argument("--episodes", type=int, help="training budget in episodes (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="episodes per update (default: the preset's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     p.add_argument("--task", help="post-training task (default heldout)")
     p.add_argument("--metacontroller", help="metacontroller checkpoint (default checkpoints/grid/metacontroller, "
-                                            "_beta1 or _cotrained by method)")
+                                            "_beta1 or _cotrained by method; compile: checkpoints/grid/compile)")
     p.add_argument("--base", help="base-model checkpoint (default: the one the metacontroller records; raw-action: "
                                   "checkpoints/grid/base)")
     p.add_argument("--run-dir", help="run directory (default runs/internal-rl/<method>-seed<seed>-<time>); an "

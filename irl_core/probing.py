@@ -20,6 +20,7 @@ training (Table A6); both fit the same convex objective.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -123,6 +124,14 @@ def _optimal_moves(episodes: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def reference_accuracies(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
     """Expected per-step accuracy of the task-knowing expert and of the Bayes-optimal task-blind predictor."""
+    expert, bayes, mask = reference_predictions(episodes)
+    return {"expert_knowing_task": float(expert[mask].mean()), "bayes_task_blind": float(bayes[mask].mean())}
+
+
+def reference_predictions(episodes: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per step (N, T): the expected accuracy of the task-knowing expert and of the Bayes-optimal task-blind
+    predictor (uniform prior over the 16 pretraining tasks, updated by the colours visited and by how well
+    each task explains every past move), and the validity mask."""
     opt = _optimal_moves(episodes).float()  # (N, T, 8, 4)
     pi = opt / opt.sum(-1, keepdim=True).clamp_min(1)  # expert's action distribution per target colour
     actions = episodes["actions"].long()
@@ -148,13 +157,14 @@ def reference_accuracies(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
     bayes = top.gather(2, a.unsqueeze(-1)).squeeze(-1).float() / top.sum(-1).float()
     true_target = episodes["task"].long().gather(1, prog)
     expert = pi.gather(2, true_target.view(*a.shape, 1, 1).expand(*a.shape, 1, 4)).squeeze(2).gather(2, a.unsqueeze(-1)).squeeze(-1)
-    return {"expert_knowing_task": float(expert[mask].mean()), "bayes_task_blind": float(bayes[mask].mean())}
+    return expert, bayes, mask
 
 
 def history_use(correct: torch.Tensor, episodes: dict[str, torch.Tensor], first_steps: int = 2) -> dict[str, float]:
     """Accuracy in the first ``first_steps`` steps of each segment, split by whether the target is determined.
 
-    ``correct`` (N, T) bool: whether the model's most likely action equals the expert's.
+    ``correct`` (N, T): whether the model's most likely action equals the expert's (bool), or a reference
+    predictor's probability of being right (float, e.g. from :func:`reference_predictions`).
     """
     prog = episodes["progress"].long()
     mask = episodes["actions"] >= 0
@@ -188,6 +198,7 @@ def probe_report(model: GridTransformer, n_episodes: int = 2000, seed: int = 0, 
     subgoal = probe_layers(x, eps["subgoal"][mask].numpy(), ep, seed)
     last_colour = probe_layers(x, last_visited_colour(eps)[mask].numpy(), ep, seed)
     correct = logits.argmax(-1) == eps["actions"]
+    expert, bayes, _ = reference_predictions(eps)
     sampled = rollout("base", "pretrain", sample_episodes, seed, dev, model)
     sampled_free = rollout("base", "pretrain", sample_episodes, seed + 1, dev, model, end_on_wrong=False)
     heldout = rollout("base", "heldout", sample_episodes, seed + 2, dev, model)
@@ -196,8 +207,10 @@ def probe_report(model: GridTransformer, n_episodes: int = 2000, seed: int = 0, 
         "layers": list(range(model.n_layers + 1)),
         "subgoal_probe": subgoal,
         "last_colour_probe": last_colour,
-        "action_accuracy": {"model": float(correct[mask].float().mean()), **reference_accuracies(eps)},
+        "action_accuracy": {"model": float(correct[mask].float().mean()),
+                            "expert_knowing_task": float(expert[mask].mean()), "bayes_task_blind": float(bayes[mask].mean())},
         "history_use": history_use(correct, eps),
+        "history_use_bayes": history_use(bayes * mask, eps),  # the ceiling of the gap for any task-blind model
         "sampled": {
             "success_pretraining_tasks": float(sampled["success"].float().mean()),
             "reached_correct_first_colour": float(np.mean(first_colour_ok)),
@@ -223,8 +236,48 @@ def cli_probes(args) -> int:
     for l in report["layers"]:
         print(f"{l:5d}  {sp['accuracy'][l]:.3f}    {sp['control'][l]:.3f}    "
               f"{report['last_colour_probe']['accuracy'][l]:.3f}        {report['last_colour_probe']['control'][l]:.3f}")
-    print(json.dumps({k: report[k] for k in ("action_accuracy", "history_use", "sampled")}, indent=1))
+    print(json.dumps({k: report[k] for k in ("action_accuracy", "history_use", "history_use_bayes", "sampled")}, indent=1))
     print(f"wrote {out}")
+    return 0
+
+
+def probe_curve(checkpoints: list[Path], n_episodes: int = 1000, seed: int = 0, device="cpu",
+                sample_episodes: int = 500, progress: bool = True) -> dict:
+    """The probes report of every checkpoint in ``checkpoints`` (e.g. a run's snapshots), ordered by the
+    training episodes each has seen: the data of the paper's Fig. A1 and of the diagnostics over training."""
+    from irl_core.checkpoints import load_checkpoint
+    from irl_core.pretrain import load_base_model
+    points = []
+    for path in checkpoints:
+        _, _, meta = load_checkpoint(path)
+        report = probe_report(load_base_model(path, device), n_episodes, seed, device, sample_episodes)
+        points.append({"checkpoint": str(path), "steps": meta.get("steps"), "episodes": meta.get("episodes"),
+                       **{k: report[k] for k in ("subgoal_probe", "last_colour_probe", "action_accuracy",
+                                                 "history_use", "history_use_bayes", "sampled")}})
+        if progress:
+            h, sm = report["history_use"], report["sampled"]
+            print(f"{path}: {meta.get('episodes')} episodes; history gap {h['gap']:+.3f}, subgoal probe at L/2 "
+                  f"{report['subgoal_probe']['accuracy'][len(report['layers']) // 2]:.3f}, sampled success "
+                  f"{sm['success_pretraining_tasks']:.3f}", flush=True)
+    points.sort(key=lambda p: (p["episodes"] is None, p["episodes"]))
+    return {"layers": list(range(len(points[0]["subgoal_probe"]["accuracy"]))) if points else [],
+            "n_episodes": n_episodes, "sample_episodes": sample_episodes, "seed": seed, "points": points}
+
+
+def cli_probe_curve(args) -> int:
+    from irl_core.cli import UserError
+    paths = [Path(p) for p in args.checkpoints]
+    if args.run_dir:
+        snaps = sorted((Path(args.run_dir) / "checkpoints").glob("step*.json"), key=lambda p: int(p.stem[4:]))
+        if not snaps:
+            raise UserError(f"{args.run_dir}: no snapshots (checkpoints/step<N>); train with --snapshot-every N")
+        paths += [p.with_suffix("") for p in snaps]
+    if not paths:
+        raise UserError("give --run-dir and/or checkpoints")
+    out = probe_curve(paths, args.episodes, args.seed, args.device, args.sample_episodes)
+    out["command"] = "python -m irl_core " + " ".join(sys.argv[1:])
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}: {len(out['points'])} checkpoints")
     return 0
 
 

@@ -20,6 +20,8 @@ from irl_core.checkpoints import CheckpointError, portable_path, read_json
 REPORT_COMMANDS = {
     "probes": "python -m irl_core probes --checkpoint {set}/base",
     "pretrain_curve": "python -m irl_core pretrain --preset cpu --export {set}/base",
+    "probes_curve": "python -m irl_core probe-curve --run-dir <a pretraining run with --snapshot-every> "
+                    "--out {set}/reports/probes_curve.json",
     "switching": "python -m irl_core switching --checkpoint {set}/metacontroller --episodes 200 "
                  "--out {set}/reports/switching.npz",
     "internal_rl": "bash scripts/reproduce_grid_rl.sh",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped gridworld discovery baselines and internal-RL curves (Fig. 8) on the shipped base model.
+# Reproduce the shipped gridworld discovery baselines (β ≡ 1, co-trained, CompILE) and internal-RL curves (Fig. 8) on the shipped base model.
 #   bash scripts/reproduce_grid_rl.sh            # the budget of the shipped artifacts (one CPU core, ~1 h)
 #   EPISODES=1000000 PRESET=paper DEVICE=cuda bash scripts/reproduce_grid_rl.sh   # the paper's budget on a GPU
 # The frozen metacontroller (checkpoints/grid/metacontroller) comes first, from README's command.
@@ -22,8 +22,13 @@ for variant in beta1 cotrained; do
   fi
 done
 
+if [ ! -f "checkpoints/grid/compile.json" ]; then
+  python -m irl_core compile --preset "$PRESET" --steps "$DISCOVERY_STEPS" --seed 0 --threads "$THREADS" --device "$DEVICE" \
+    --quiet --run-dir "runs/compile/${PRESET}-${DISCOVERY_STEPS}" --export checkpoints/grid/compile
+fi
+
 for seed in $SEEDS; do
-  for method in internal-rl beta1 cotrained raw-action; do
+  for method in internal-rl beta1 cotrained compile raw-action; do
     export_arg=()
     if [ "$method" = internal-rl ] && [ "$seed" = 0 ]; then export_arg=(--export checkpoints/grid/internal_rl_policy); fi
     python -m irl_core internal-rl --method "$method" --preset "$PRESET" --episodes "$EPISODES" --batch-size "$BATCH" \

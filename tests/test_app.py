@@ -134,6 +134,21 @@ def test_probes_page_renders_on_shipped_reports():
     assert len(_charts(at)) >= 1 and not at.warning
 
 
+def test_probes_page_plots_probes_over_training(tmp_path, monkeypatch):
+    grid = tmp_path / "grid"
+    (grid / "reports").mkdir(parents=True)
+    probes = json.loads((ROOT / "checkpoints" / "grid" / "reports" / "probes.json").read_text())
+    (grid / "reports" / "probes.json").write_text(json.dumps(probes))
+    keys = ("subgoal_probe", "last_colour_probe", "action_accuracy", "history_use", "sampled")
+    points = [{"checkpoint": f"step{i}", "steps": i, "episodes": i * 128, **{k: probes[k] for k in keys}} for i in (500, 1000)]
+    (grid / "reports" / "probes_curve.json").write_text(json.dumps({"layers": probes["layers"], "points": points}))
+    monkeypatch.setenv("IRL_CHECKPOINTS_DIR", str(tmp_path))
+    at = _run(_page("base_model"))
+    assert not at.exception
+    assert "Over training (Fig. A1)" in [h.value for h in at.subheader]
+    assert len(_charts(at)) == 3  # by layer; the Fig. A1 heatmap; the diagnostics over training (no pretrain curve here)
+
+
 @pytest.mark.parametrize("name", ["switching", "rate_distortion"])
 def test_new_pages_render_on_shipped_checkpoints(name):
     """Before the metacontroller is shipped the pages say which command makes their file; after, they plot it."""

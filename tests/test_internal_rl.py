@@ -296,7 +296,9 @@ def test_cli_errors_are_one_line(tiny_base, metacontrollers):
         assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
     r = _py("internal-rl", "--preset", "tiny", "--method", "beta1", "--metacontroller", str(metacontrollers["frozen"]))
     assert r.returncode == 2 and "needs a 'beta1' one" in r.stderr
-    r = _py("internal-rl", "--preset", "tiny", "--method", "compile")
+    r = _py("internal-rl", "--preset", "tiny", "--method", "options")
     assert r.returncode == 2 and "unknown method" in r.stderr
+    r = _py("internal-rl", "--preset", "tiny", "--method", "compile", "--metacontroller", str(metacontrollers["frozen"]))
+    assert r.returncode == 2 and "needs a 'compile' one" in r.stderr and "Traceback" not in r.stderr
     r = _py("rl-curves", "--runs", "/nonexistent/runs", "--out", "/tmp/x.json")
     assert r.returncode == 2 and "no finished internal-RL runs" in r.stderr

@@ -93,3 +93,26 @@ def test_cuda_path_gives_the_cpu_loss_in_fp32():
     gpu = accumulate_gradients(gpu_model, {k: v.cuda() for k, v in episodes.items()}, cfg,
                                torch.autocast("cuda", enabled=False))
     assert gpu["action_nll"] == pytest.approx(cpu["action_nll"], rel=1e-4)
+
+
+def test_probe_curve_over_a_runs_snapshots(tiny_base, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    cfg = preset(PRETRAIN_PRESETS, "tiny", steps=10, snapshot_every=5)
+    run = Run(tmp_path / "run")
+    train(cfg, run, progress=False)
+    out = tmp_path / "curve.json"
+    py = lambda *a: subprocess.run([sys.executable, "-m", "irl_core", *map(str, a)], capture_output=True, text=True,
+                                   cwd=root)
+    r = py("probe-curve", tiny_base, "--run-dir", run.path, "--episodes", 40, "--sample-episodes", 8, "--out", out)
+    assert r.returncode == 0, r.stderr
+    curve = json.loads(out.read_text())
+    episodes = [p["episodes"] for p in curve["points"]]
+    assert episodes == [5 * 16, 10 * 16, 20 * 16]  # the snapshots, then the tiny base model (20 steps), in order
+    assert all(len(p["subgoal_probe"]["accuracy"]) == len(curve["layers"]) == 3 for p in curve["points"])
+    assert all("gap" in p["history_use"] for p in curve["points"])
+    r = py("probe-curve", "--run-dir", tmp_path, "--out", out)
+    assert r.returncode == 2 and "no snapshots" in r.stderr

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from irl_core.probing import (heldout_episodes, history_use, last_visited_colour, probe_layers,
-                              reference_accuracies)
+                              reference_accuracies, reference_predictions)
 
 
 def test_probe_finds_a_planted_feature_and_control_does_not():
@@ -21,6 +21,10 @@ def test_reference_accuracies_are_ordered():
     eps = {k: v for k, v in heldout_episodes(200, 0).items()}
     ref = reference_accuracies(eps)
     assert 0.5 < ref["bayes_task_blind"] <= ref["expert_knowing_task"] <= 1.0
+    # the task-blind predictor gains from history only where the colours visited fix the target: a positive gap;
+    # the expert knows its target everywhere: no gap
+    expert, bayes, mask = reference_predictions(eps)
+    assert history_use(bayes * mask, eps)["gap"] > 0.05 and abs(history_use(expert * mask, eps)["gap"]) < 0.05
 
 
 def test_history_use_detects_a_model_that_uses_history():
