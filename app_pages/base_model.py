@@ -63,6 +63,23 @@ st.dataframe(pd.DataFrame([
     ("sampled success on the held-out task", f"{sampled['success_heldout_task']:.4f}"),
 ], columns=["measure", "value"]), hide_index=True, width="stretch")
 
+ENDS = {"success": ("success", 1 / 16), "first_pair_of_another_task": ("first pair: another task's", 3 / 4),
+        "next_pair_of_another_task": ("a later pair: another task's", 3 / 16),
+        "partner_missed": ("pair left unfinished", 0.0), "first_colour_starts_no_pair": ("first colour starts no pair", 0.0),
+        "next_pair_no_task_allows": ("a next pair no task allows", 0.0), "timeout": ("out of time", 0.0)}
+if "ends" in sampled:
+    st.subheader("How sampled episodes end")
+    st.caption("Sampled rollouts on the pretraining tasks, against an agent that navigates perfectly but does not "
+               "know its task: it fails only by picking another task's pair (3 in 4 at the start, 1 in 2 later).")
+    labels = [label for label, _ in ENDS.values()]
+    bars = go.Figure([go.Bar(y=labels, x=[sampled["ends"].get(k, 0.0) for k in ENDS], orientation="h", name="base model",
+                             marker_color="#4363d8"),
+                      go.Bar(y=labels, x=[ideal for _, ideal in ENDS.values()], orientation="h",
+                             name="perfect task-blind agent", marker_color="#bbbbbb")])
+    bars.update_layout(barmode="group", xaxis_title="fraction of episodes", height=360, margin=dict(t=20),
+                       yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.25))
+    st.plotly_chart(bars, width="stretch")
+
 try:
     curve = report("pretrain_curve")
 except CheckpointError as e:

@@ -179,6 +179,41 @@ def history_use(correct: torch.Tensor, episodes: dict[str, torch.Tensor], first_
     return {"determined_acc": acc_d, "undetermined_acc": acc_o, "gap": acc_d - acc_o}
 
 
+def sampled_failures(visited: list[list[int]], tasks: torch.Tensor, success: torch.Tensor) -> dict[str, float]:
+    """How sampled episodes on the pretraining tasks end (fractions of all episodes), from the colours entered.
+
+    An optimal task-blind agent also fails, at two kinds of step only: the first pair (3 in 4 choices are
+    another task's) and each later pair (1 in 2 of the pairs that may follow the last one belong to another
+    task). The other ends are its own mistakes: a pair left unfinished (a colour other than the partner of
+    the one just entered), a first colour that starts no pair, a next pair that no task allows, or running
+    out of time.
+    """
+    follows: dict[int, set[int]] = {}
+    for t in GRID_PRETRAIN_TASKS:
+        for a, b in zip(t[1::2], t[2::2]):
+            follows.setdefault(a // 2, set()).add(b // 2)
+    keys = ("success", "first_pair_of_another_task", "next_pair_of_another_task", "partner_missed",
+            "first_colour_starts_no_pair", "next_pair_no_task_allows", "timeout")
+    counts = dict.fromkeys(keys, 0)
+    for v, t, ok in zip(visited, tasks.tolist(), success.tolist()):
+        wrong = next((k for k, c in enumerate(v) if c != t[k]), None)
+        if ok:
+            key = "success"
+        elif wrong is None:
+            key = "timeout"
+        elif wrong % 2 == 1:
+            key = "partner_missed"
+        elif v[wrong] % 2 == 1:
+            key = "first_colour_starts_no_pair" if wrong == 0 else "next_pair_no_task_allows"
+        elif wrong == 0:
+            key = "first_pair_of_another_task"
+        else:
+            key = "next_pair_of_another_task" if v[wrong] // 2 in follows[t[wrong - 1] // 2] else "next_pair_no_task_allows"
+        counts[key] += 1
+    n = max(1, len(visited))
+    return {k: c / n for k, c in counts.items()}
+
+
 # ---------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------
@@ -215,6 +250,7 @@ def probe_report(model: GridTransformer, n_episodes: int = 2000, seed: int = 0, 
             "success_pretraining_tasks": float(sampled["success"].float().mean()),
             "reached_correct_first_colour": float(np.mean(first_colour_ok)),
             "success_heldout_task": float(heldout["success"].float().mean()),
+            "ends": sampled_failures(visited_colours(sampled), sampled["task"], sampled["success"]),
             "episodes": sample_episodes,
             **{f"uncut_{k}": v for k, v in sequence_statistics(visited_colours(sampled_free)).items()},
         },

@@ -138,6 +138,7 @@ def test_probes_page_plots_probes_over_training(tmp_path, monkeypatch):
     grid = tmp_path / "grid"
     (grid / "reports").mkdir(parents=True)
     probes = json.loads((ROOT / "checkpoints" / "grid" / "reports" / "probes.json").read_text())
+    probes["sampled"]["ends"] = {"success": 0.1, "first_pair_of_another_task": 0.7, "partner_missed": 0.2}
     (grid / "reports" / "probes.json").write_text(json.dumps(probes))
     keys = ("subgoal_probe", "last_colour_probe", "action_accuracy", "history_use", "sampled")
     points = [{"checkpoint": f"step{i}", "steps": i, "episodes": i * 128, **{k: probes[k] for k in keys}} for i in (500, 1000)]
@@ -146,7 +147,8 @@ def test_probes_page_plots_probes_over_training(tmp_path, monkeypatch):
     at = _run(_page("base_model"))
     assert not at.exception
     assert "Over training (Fig. A1)" in [h.value for h in at.subheader]
-    assert len(_charts(at)) == 3  # by layer; the Fig. A1 heatmap; the diagnostics over training (no pretrain curve here)
+    assert "How sampled episodes end" in [h.value for h in at.subheader]
+    assert len(_charts(at)) == 4  # by layer; the ends; the Fig. A1 heatmap; the diagnostics over training (no pretrain curve)
 
 
 @pytest.mark.parametrize("name", ["switching", "rate_distortion"])

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 
@@ -49,3 +50,21 @@ def test_last_visited_colour():
         # after the first colour is visited the label is the task's first colour
         k = int((eps["progress"][i, :L] == 1).nonzero()[0])
         assert int(last[i, k]) == int(eps["task"][i, 0])
+
+
+def test_sampled_failures_classifies_every_end():
+    from irl_core.probing import sampled_failures
+    task = [0, 1, 4, 5, 0, 1]  # A C A; after A the allowed pairs are C and D, after C: A and B
+    cases = {
+        "success": [0, 1, 4, 5, 0, 1],
+        "first_pair_of_another_task": [2],
+        "first_colour_starts_no_pair": [3],
+        "partner_missed": [0, 4],
+        "next_pair_of_another_task": [0, 1, 6],        # D may follow A, but this task goes to C
+        "next_pair_no_task_allows": [0, 1, 2],         # B never follows A
+        "timeout": [0, 1, 4],
+    }
+    visited = list(cases.values())
+    success = torch.tensor([k == "success" for k in cases])
+    out = sampled_failures(visited, torch.tensor([task] * len(cases)), success)
+    assert all(out[k] == 1 / len(cases) for k in cases) and sum(out.values()) == pytest.approx(1)

@@ -1,0 +1,55 @@
+"""Print, as Markdown, how base models learned: the diagnostics of every checkpoint of ``probe-curve`` reports.
+
+    python scripts/report_base_learning.py checkpoints/grid-continued/reports/probes_curve.json [more.json …]
+
+One table per report (one row per checkpoint, ordered by training episodes) with the issue's targets:
+the history-use gap beside its ceiling (the Bayes-optimal task-blind predictor's gap on the same
+episodes), the subgoal probe at mid-depth against its shuffled control, sampled success on the
+pretraining and held-out tasks, the first colour reached, and how often uncut rollouts spell a
+pretraining task, and the two mistakes a perfect task-blind agent never makes (sampled episodes that end
+by leaving a pair unfinished, or by starting a pair that no task allows after the last one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+COLUMNS = ("episodes", "action acc (Bayes task-blind)", "history gap (ceiling)", "subgoal probe L/2 (control)",
+           "last-colour probe L/2", "sampled success, pretraining", "held-out", "right first colour",
+           "uncut: spells a pretraining task", "pair left unfinished", "next pair no task allows")
+
+
+def rows(curve: dict) -> list[str]:
+    mid = len(curve["layers"]) // 2
+    out = []
+    for p in curve["points"]:
+        acc, h, sm, sg = p["action_accuracy"], p["history_use"], p["sampled"], p["subgoal_probe"]
+        ceiling = p.get("history_use_bayes", {}).get("gap")
+        out.append("| " + " | ".join([
+            f"{p['episodes']:,}" if p.get("episodes") is not None else "?",
+            f"{acc['model']:.3f} ({acc['bayes_task_blind']:.3f})",
+            f"{h['gap']:+.3f} ({ceiling:+.3f})" if ceiling is not None else f"{h['gap']:+.3f}",
+            f"{sg['accuracy'][mid]:.3f} ({sg['control'][mid]:.3f})",
+            f"{p['last_colour_probe']['accuracy'][mid]:.3f}",
+            f"{sm['success_pretraining_tasks']:.3f}", f"{sm['success_heldout_task']:.3f}",
+            f"{sm['reached_correct_first_colour']:.3f}", f"{sm['uncut_follows_pretraining_task']:.3f}",
+            *(f"{sm['ends'][k]:.3f}" if "ends" in sm else "—" for k in ("partner_missed", "next_pair_no_task_allows"))]) + " |")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("curves", nargs="+", help="probe-curve reports (JSON)")
+    args = ap.parse_args()
+    for path in args.curves:
+        curve = json.loads(Path(path).read_text())
+        print(f"`{path}` ({curve.get('command', '')}; {curve['n_episodes']} probe episodes, "
+              f"{curve['sample_episodes']} sampled rollouts per diagnostic)\n")
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|" + "---|" * len(COLUMNS))
+        print("\n".join(rows(curve)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
