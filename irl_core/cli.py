@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="a pretraining run whose snapshots (checkpoints/step<N>) to probe")
     p.add_argument("--episodes", type=int, default=1000, help="held-out D* episodes to probe (default 1000)")
     p.add_argument("--sample-episodes", type=int, default=500, help="sampled rollouts per diagnostic (default 500)")
-    p.add_argument("--out", default="checkpoints/grid/reports/probes_curve.json", help="output JSON")
+    p.add_argument("--out", default="checkpoints/grid/reports/probes_curve.json",
+                   help="output JSON; points it already holds (same settings) are kept, not probed again")
     _add_common(p)
     p.set_defaults(handler="irl_core.probing:cli_probe_curve")
 

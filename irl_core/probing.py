@@ -278,13 +278,21 @@ def cli_probes(args) -> int:
 
 
 def probe_curve(checkpoints: list[Path], n_episodes: int = 1000, seed: int = 0, device="cpu",
-                sample_episodes: int = 500, progress: bool = True) -> dict:
+                sample_episodes: int = 500, progress: bool = True, previous: dict | None = None) -> dict:
     """The probes report of every checkpoint in ``checkpoints`` (e.g. a run's snapshots), ordered by the
-    training episodes each has seen: the data of the paper's Fig. A1 and of the diagnostics over training."""
+    training episodes each has seen: the data of the paper's Fig. A1 and of the diagnostics over training.
+
+    Points of ``previous`` (an earlier result with the same settings) are kept and their checkpoints are
+    not probed again, so the command can be re-run as a run writes new snapshots."""
     from irl_core.checkpoints import load_checkpoint
     from irl_core.pretrain import load_base_model
-    points = []
+    same = previous and all(previous.get(k) == v for k, v in
+                            (("n_episodes", n_episodes), ("sample_episodes", sample_episodes), ("seed", seed)))
+    points = list(previous["points"]) if same else []
+    done = {p["checkpoint"] for p in points}
     for path in checkpoints:
+        if str(path) in done:
+            continue
         _, _, meta = load_checkpoint(path)
         report = probe_report(load_base_model(path, device), n_episodes, seed, device, sample_episodes)
         points.append({"checkpoint": str(path), "steps": meta.get("steps"), "episodes": meta.get("episodes"),
@@ -310,7 +318,13 @@ def cli_probe_curve(args) -> int:
         paths += [p.with_suffix("") for p in snaps]
     if not paths:
         raise UserError("give --run-dir and/or checkpoints")
-    out = probe_curve(paths, args.episodes, args.seed, args.device, args.sample_episodes)
+    previous = None
+    if Path(args.out).exists():
+        try:
+            previous = json.loads(Path(args.out).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{args.out}: exists but is not valid JSON; remove it or choose another --out") from None
+    out = probe_curve(paths, args.episodes, args.seed, args.device, args.sample_episodes, previous=previous)
     out["command"] = "python -m irl_core " + " ".join(sys.argv[1:])
     atomic_write_json(args.out, out)
     print(f"wrote {args.out}: {len(out['points'])} checkpoints")

@@ -114,5 +114,9 @@ def test_probe_curve_over_a_runs_snapshots(tiny_base, tmp_path):
     assert episodes == [5 * 16, 10 * 16, 20 * 16]  # the snapshots, then the tiny base model (20 steps), in order
     assert all(len(p["subgoal_probe"]["accuracy"]) == len(curve["layers"]) == 3 for p in curve["points"])
     assert all("gap" in p["history_use"] for p in curve["points"])
+    # run again: the points already in the file are kept, not probed again
+    r = py("probe-curve", tiny_base, "--run-dir", run.path, "--episodes", 40, "--sample-episodes", 8, "--out", out)
+    assert r.returncode == 0 and json.loads(out.read_text())["points"] == curve["points"], r.stderr
+    assert "history gap" not in r.stdout  # nothing was probed
     r = py("probe-curve", "--run-dir", tmp_path, "--out", out)
     assert r.returncode == 2 and "no snapshots" in r.stderr
