@@ -47,13 +47,24 @@ def _internal_rl(args) -> int:
 def _rl_curves(args) -> int:
     from irl_core.checkpoints import atomic_write_json
     from irl_core.internal_rl import collect_curves, run_dirs_under
-    out = collect_curves(run_dirs_under(args.runs), f"python -m irl_core rl-curves --runs {args.runs} --out {args.out}")
+    command = f"python -m irl_core rl-curves --runs {args.runs} --out {args.out}" + (" --add" if args.add else "")
+    out = collect_curves(run_dirs_under(args.runs), command)
     if not out["methods"]:
         raise UserError(f"no finished internal-RL runs under {args.runs}")
+    if args.add:
+        from pathlib import Path
+        from irl_core.checkpoints import read_json
+        if Path(args.out).exists():
+            old = read_json(args.out)
+            kept = {m: v for m, v in old.get("methods", {}).items() if m not in out["methods"]}
+            out["methods"] = dict(sorted({**kept, **out["methods"]}.items()))
+            earlier = old.get("meta", {}).get("commands") or [old.get("meta", {}).get("command", "")]
+            out["meta"] = {"command": command, "commands": [c for c in earlier if c] + [command],
+                           "kept_from_earlier": sorted(kept)}
     atomic_write_json(args.out, out)
     for method, m in out["methods"].items():
-        final = m["eval_greedy"]["median"][-1] if m["eval_greedy"]["median"] else float("nan")
-        print(f"  {method:12s} {m['runs']} runs, median final held-out success (greedy) {final:.3f}")
+        median = m.get("eval_greedy", {}).get("median") or [float("nan")]
+        print(f"  {method:12s} {m.get('runs', '?')} runs, median final held-out success (greedy) {median[-1]:.3f}")
     print(f"wrote {args.out}")
     return 0
 
@@ -84,6 +95,8 @@ def register(sub) -> None:
     p = sub.add_parser("rl-curves", help="median and 25–75%% band of every method's RL curves (Fig. 8) as JSON")
     p.add_argument("--runs", default="runs/internal-rl", help="directory holding the internal-RL run directories")
     p.add_argument("--out", default="checkpoints/grid/reports/internal_rl.json", help="output JSON")
+    p.add_argument("--add", action="store_true", help="keep the methods of an existing --out that these runs lack "
+                                                     "(add one method's curves to a report)")
     p.set_defaults(handler=_rl_curves)
 
 

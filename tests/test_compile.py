@@ -149,5 +149,13 @@ def test_cli_compile_then_internal_rl(tiny_base, tmp_path):
     r = py("internal-rl", "--preset", "tiny", "--method", "compile", "--metacontroller", tmp_path / "compile",
            "--quiet", "--run-dir", tmp_path / "rl")
     assert r.returncode == 0, r.stderr
+    # add CompILE's curves to a report that holds another method's: both are kept
+    report = tmp_path / "curves.json"
+    report.write_text(json.dumps({"methods": {"internal-rl": {"runs": 3}}, "meta": {"command": "earlier"}}))
+    r = py("rl-curves", "--runs", tmp_path / "rl", "--out", report, "--add")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(report.read_text())
+    assert sorted(out["methods"]) == ["compile", "internal-rl"] and out["methods"]["internal-rl"] == {"runs": 3}
+    assert out["meta"]["commands"][0] == "earlier" and out["meta"]["kept_from_earlier"] == ["internal-rl"]
     r = py("compile", "--preset", "tiny", "--base", tiny_base, "--layer", "9")
     assert r.returncode == 2 and "controlled layer" in r.stderr and "Traceback" not in r.stderr
