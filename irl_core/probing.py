@@ -245,7 +245,7 @@ def probe_report(model: GridTransformer, n_episodes: int = 2000, seed: int = 0, 
         "action_accuracy": {"model": float(correct[mask].float().mean()),
                             "expert_knowing_task": float(expert[mask].mean()), "bayes_task_blind": float(bayes[mask].mean())},
         "history_use": history_use(correct, eps),
-        "history_use_bayes": history_use(bayes * mask, eps),  # the ceiling of the gap for any task-blind model
+        "history_use_bayes": history_use(bayes * mask, eps),  # the same split for the best task-blind predictor
         "sampled": {
             "success_pretraining_tasks": float(sampled["success"].float().mean()),
             "reached_correct_first_colour": float(np.mean(first_colour_ok)),

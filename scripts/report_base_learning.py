@@ -3,8 +3,8 @@
     python scripts/report_base_learning.py checkpoints/grid-continued/reports/probes_curve.json [more.json …]
 
 One table per report (one row per checkpoint, ordered by training episodes) with the issue's targets:
-the history-use gap beside its ceiling (the Bayes-optimal task-blind predictor's gap on the same
-episodes), the subgoal probe at mid-depth against its shuffled control, sampled success on the
+the accuracy at segment starts where the target is known (2nd of a pair) and open (1st of a pair),
+each beside the Bayes-optimal task-blind predictor's on the same episodes, the subgoal probe at mid-depth against its shuffled control, sampled success on the
 pretraining and held-out tasks, the first colour reached, and how often uncut rollouts spell a
 pretraining task, and the two mistakes a perfect task-blind agent never makes (sampled episodes that end
 by leaving a pair unfinished, or by starting a pair that no task allows after the last one).
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-COLUMNS = ("episodes", "action acc (Bayes task-blind)", "history gap (ceiling)", "subgoal probe L/2 (control)",
+COLUMNS = ("episodes", "action acc (Bayes task-blind)", "segment start, known (Bayes)", "segment start, open (Bayes)", "subgoal probe L/2 (control)",
            "last-colour probe L/2", "sampled success, pretraining", "held-out", "right first colour",
            "uncut: spells a pretraining task", "pair left unfinished", "next pair no task allows")
 
@@ -25,11 +25,11 @@ def rows(curve: dict) -> list[str]:
     out = []
     for p in curve["points"]:
         acc, h, sm, sg = p["action_accuracy"], p["history_use"], p["sampled"], p["subgoal_probe"]
-        ceiling = p.get("history_use_bayes", {}).get("gap")
+        ref = p.get("history_use_bayes", {})
         out.append("| " + " | ".join([
             f"{p['episodes']:,}" if p.get("episodes") is not None else "?",
             f"{acc['model']:.3f} ({acc['bayes_task_blind']:.3f})",
-            f"{h['gap']:+.3f} ({ceiling:+.3f})" if ceiling is not None else f"{h['gap']:+.3f}",
+            *(f"{h[k]:.3f} ({ref[k]:.3f})" if ref else f"{h[k]:.3f}" for k in ("determined_acc", "undetermined_acc")),
             f"{sg['accuracy'][mid]:.3f} ({sg['control'][mid]:.3f})",
             f"{p['last_colour_probe']['accuracy'][mid]:.3f}",
             f"{sm['success_pretraining_tasks']:.3f}", f"{sm['success_heldout_task']:.3f}",
