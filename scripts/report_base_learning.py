@@ -1,6 +1,7 @@
 """Print, as Markdown, how base models learned: the diagnostics of every checkpoint of ``probe-curve`` reports.
 
     python scripts/report_base_learning.py checkpoints/grid-continued/reports/probes_curve.json [more.json …]
+        [--eval "λ = 0.01=checkpoints/grid/reports/pretrain_curve.json" --eval "λ = 0.1=runs/pretrain/study-obs0.1"]
 
 One table per report (one row per checkpoint, ordered by training episodes) with the issue's targets:
 the accuracy at segment starts where the target is known (2nd of a pair) and open (1st of a pair),
@@ -38,10 +39,40 @@ def rows(curve: dict) -> list[str]:
     return out
 
 
+def eval_curve(path: Path) -> dict[int, float]:
+    """Held-out action accuracy by training episodes, from a run directory or an exported pretrain_curve.json."""
+    if not path.exists():
+        raise SystemExit(f"{path}: not found")
+    if path.is_dir():
+        if not (path / "metrics.jsonl").exists():
+            raise SystemExit(f"{path}: no metrics.jsonl (not a run directory, or nothing logged yet)")
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    else:
+        rows = json.loads(path.read_text())["curve"]
+    return {int(r["charts/episodes"]): r["eval/action_acc"] for r in rows if "eval/action_acc" in r}
+
+
+def eval_table(specs: list[str]) -> list[str]:
+    """One column per ``LABEL=PATH``: held-out action accuracy at the episodes every run was evaluated at."""
+    curves = {}
+    for spec in specs:
+        label, _, path = spec.rpartition("=")
+        curves[label] = eval_curve(Path(path))
+    episodes = sorted(set().union(*curves.values()))
+    out = ["| training episodes | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
+    for e in episodes:
+        out.append(f"| {e:,} | " + " | ".join(f"{c[e]:.4f}" if e in c else "" for c in curves.values()) + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("curves", nargs="+", help="probe-curve reports (JSON)")
+    ap.add_argument("curves", nargs="*", help="probe-curve reports (JSON)")
+    ap.add_argument("--eval", action="append", default=[], metavar="LABEL=PATH",
+                    help="a run directory or pretrain_curve.json whose held-out accuracy curve to tabulate")
     args = ap.parse_args()
+    if args.eval:
+        print("\n".join(eval_table(args.eval)) + "\n")
     for path in args.curves:
         curve = json.loads(Path(path).read_text())
         print(f"`{path}` ({curve.get('command', '')}; {curve['n_episodes']} probe episodes, "
