@@ -68,10 +68,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = preset(PRETRAIN_PRESETS, args.preset, batch_size=args.batch_size)
-    print(f"## Pretraining throughput (measured {datetime.date.today()}, {describe_machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device})\n")
+    print(f"## Pretraining throughput (measured {datetime.date.today()}; {describe_machine()}; device {args.device})\n")
+    threads = f" --threads {args.threads}" if args.threads else ""
     print(f"Command: `python scripts/bench_pretrain.py --preset {args.preset} --device {args.device} "
-          f"--chunks {' '.join(map(str, args.chunks))} --steps {args.steps}`; d={cfg.d_model}, L={cfg.n_layers}, "
+          f"--chunks {' '.join(map(str, args.chunks))} --steps {args.steps}{threads}`; d={cfg.d_model}, L={cfg.n_layers}, "
           f"batch {cfg.batch_size} episodes.\n")
     print("| micro-batches (length-sorted) | steps/s | episodes/s | tokens/s |\n|---|---|---|---|")
     for c in args.chunks:
