@@ -45,7 +45,7 @@ def accumulate_gradients(model: GridTransformer, episodes: dict[str, torch.Tenso
     """Eq. 5 on one batch of episodes, back-propagated in ``cfg.chunks`` length-sorted micro-batches.
 
     Each micro-batch is trimmed to its own longest episode, so less compute goes to padding (episodes of
-    the pretraining tasks are 31 steps on average but a batch of 128 pads them to ~60). Every chunk's
+    the pretraining tasks are 31 steps on average but a batch of 128 pads them to ~55). Every chunk's
     per-step mean loss is weighted by its share of the batch's valid steps, so the accumulated gradient
     is the gradient of the whole batch's loss (the test compares the two). Returns the batch's metrics.
     """
