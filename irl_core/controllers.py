@@ -143,6 +143,18 @@ def default_layer(model: GridTransformer, layer: int | None) -> int:
     return layer
 
 
+def load_base_for_layer(path, device, layer: int | None) -> GridTransformer:
+    """The base model at ``path`` for a command that controls ``layer``; an invalid layer is a one-line user error."""
+    from irl_core.cli import UserError
+    from irl_core.pretrain import load_base_model
+    model = load_base_model(path, device)
+    try:
+        default_layer(model, layer)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return model
+
+
 # --- training-state checkpoints (shared by controllers.py and discovery.py) -------------------------
 # --- ground-truth subgoal controllers ---------------------------------------------------------------
 @dataclass
@@ -338,18 +350,13 @@ def _threads(args) -> None:
 
 def cli_gt_controllers(args) -> int:
     from irl_core.cli import UserError
-    from irl_core.pretrain import load_base_model
     _threads(args)
     try:
         cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, layer=args.layer,
                         eval_episodes=args.episodes)
     except ValueError as e:
         raise UserError(str(e)) from None
-    model = load_base_model(args.base, args.device)
-    try:
-        default_layer(model, cfg.layer)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    model = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("gt-controllers")
     print(f"run directory: {run.path}")
     try:

@@ -46,9 +46,8 @@ def _gt_rollouts(args):
 
 def _discover(args) -> int:
     import torch
-    from irl_core.controllers import default_layer
+    from irl_core.controllers import load_base_for_layer
     from irl_core.discovery import discovery_preset, train
-    from irl_core.pretrain import load_base_model
     from irl_core.runs import Run
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,11 +57,7 @@ def _discover(args) -> int:
                                switch_bias=args.switch_bias, decoder_init_std=args.decoder_init_std)
     except ValueError as e:
         raise _user_error(str(e)) from None
-    base = load_base_model(args.base, args.device)
-    try:
-        default_layer(base, cfg.layer)
-    except ValueError as e:
-        raise _user_error(str(e)) from None
+    base = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("discover")
     print(f"run directory: {run.path}")
     try:

@@ -85,7 +85,7 @@ def initialise_from(model: GridTransformer, cfg: PretrainConfig) -> int:
     if diff:
         raise CheckpointError(f"{cfg.init_from}: its architecture differs from this preset's in "
                               + ", ".join(f"{k} ({config.get(k)} vs {wanted[k]})" for k in diff))
-    load_state_into(model, {k: v.to(next(model.parameters()).device) for k, v in state.items()}, cfg.init_from)
+    load_state_into(model, state, cfg.init_from)  # load_state_dict copies onto the model's device
     return int(meta.get("episodes", 0))
 
 

@@ -290,7 +290,7 @@ def test_cli_run_export_rollouts_and_curves(tiny_base, metacontrollers, tmp_path
     assert curves["runs"] == 1 and curves["eval_greedy"]["episodes"] == [0, 8, 16, 24]
 
 
-def test_cli_errors_are_one_line(tiny_base, metacontrollers):
+def test_cli_errors_are_one_line(tiny_base, metacontrollers, tmp_path):
     r = _py("internal-rl", "--preset", "tiny", "--device", "cuda", "--metacontroller", str(metacontrollers["frozen"]))
     if not torch.cuda.is_available():
         assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
@@ -300,5 +300,5 @@ def test_cli_errors_are_one_line(tiny_base, metacontrollers):
     assert r.returncode == 2 and "unknown method" in r.stderr
     r = _py("internal-rl", "--preset", "tiny", "--method", "compile", "--metacontroller", str(metacontrollers["frozen"]))
     assert r.returncode == 2 and "needs a 'compile' one" in r.stderr and "Traceback" not in r.stderr
-    r = _py("rl-curves", "--runs", "/nonexistent/runs", "--out", "/tmp/x.json")
+    r = _py("rl-curves", "--runs", str(tmp_path / "no-runs"), "--out", str(tmp_path / "x.json"))
     assert r.returncode == 2 and "no finished internal-RL runs" in r.stderr

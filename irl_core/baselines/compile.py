@@ -345,7 +345,7 @@ class CompILESwitcher(nn.Module):
 
 def cli_compile(args) -> int:
     from irl_core.cli import UserError
-    from irl_core.pretrain import load_base_model
+    from irl_core.controllers import load_base_for_layer
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -353,11 +353,7 @@ def cli_compile(args) -> int:
                              steps=args.steps, batch_size=args.batch_size, layer=args.layer, lr=args.lr)
     except ValueError as e:
         raise UserError(str(e)) from None
-    base = load_base_model(args.base, args.device)
-    try:
-        default_layer(base, cfg.layer)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    base = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("compile")
     print(f"run directory: {run.path}")
     net, result = train(base, cfg, run, args.seed, progress=not args.quiet, base_checkpoint=str(args.base))
