@@ -10,10 +10,10 @@ import streamlit as st
 
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError, read_json
-from irl_core.envs.grid import G, T_MAX
+from irl_core.envs.grid import T_MAX
 from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, TaskError, format_task, parse_task
 from irl_core.palette import COLOURS, SUBGOAL_COLOURS, SUBGOAL_NAMES
-from irl_core.plots import grid_figure, task_html, text_colour
+from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
 from irl_core.steering import LAYOUT_SEED_MAX, Projection, command, file_digest, steer, validate_latent_map
 
 ARROWS = "↑→↓←"
@@ -116,66 +116,6 @@ def ok(fn, *args):
 
 
 # --- figures --------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=64)
-def grid_base(layout: tuple, size: int) -> dict:
-    """plots.grid_figure of a layout as a dict (drawing its 49 cells takes plotly about a second: done once)."""
-    return grid_figure(np.asarray(layout), size=size).to_dict()
-
-
-def _line(xs, ys, colour: str, width: float, name: str, dash: str = "solid", opacity: float = 0.8) -> dict:
-    return dict(type="scatter", x=list(xs), y=list(ys), mode="lines", hoverinfo="skip", name=name, opacity=opacity,
-                line=dict(color=colour, width=width, dash=dash))
-
-
-def rollout_figure(r: dict, size: int = 380) -> go.Figure:
-    """The layout with the path; frames replay the episode (path before t₀ grey, after t₀ orange; dashed and
-    faint after the step where the paper's rules end the episode, which is marked ✕).
-
-    Built from plain dicts and wrapped without plotly's per-property validation (100 frames would take it
-    a second per figure); the initial view is the last frame, so the whole path shows.
-    """
-    path = np.asarray(r["path"])
-    n = len(r["path"]) - 1
-    t0 = min(r["t0"], n + 1)
-    xs, ys = (path % G + 0.5).tolist(), (path // G + 0.5).tolist()
-
-    end = min(r["end_step"], n)  # the paper's rules end the episode here; later steps are the diagnostic's
-
-    def part(lo: int, hi: int) -> tuple[list, list]:
-        return (xs[lo:hi + 1], ys[lo:hi + 1]) if hi > lo else ([], [])
-
-    def state(k: int) -> list[dict]:
-        """Frame k: the path so far, split at t₀ (grey → orange) and at the paper's end (solid → faint)."""
-        return [_line(*part(0, min(k, t0, end)), "#555555", 4, "before t₀", opacity=0.75),
-                _line(*part(end, min(k, t0)), "#555555", 2, "before t₀ (diagnostic)", dash="dash", opacity=0.35),
-                _line(*part(t0, min(k, end)), "#ff7f0e", 4, "steered", opacity=0.9),
-                _line(*part(max(t0, end), k), "#ff7f0e", 2, "steered (diagnostic)", dash="dash", opacity=0.45),
-                dict(type="scatter", x=[xs[k]], y=[ys[k]], mode="markers", name="agent", hovertext=[f"t = {k}"],
-                     marker=dict(size=22, color="#000000", line=dict(color="white", width=2)))]
-
-    fig = grid_base(tuple(int(c) for c in r["layout"]), size)
-    fig = {"data": list(fig.get("data", [])), "layout": dict(fig["layout"])}
-    first = len(fig["data"])
-    fig["data"] += [_line(xs, ys, "#999999", 1, "whole path", dash="dot", opacity=1.0), *state(n)]
-    if r["outcome"] == "wrong colour" or end < n:  # where the paper's rules end the episode
-        fig["data"].append(dict(type="scatter", x=[xs[end]], y=[ys[end]], mode="markers", name="end",
-                                hovertext=["the paper's rules end the episode here"],
-                                marker=dict(symbol="x", size=16, color="#d62728", line=dict(width=2))))
-    idx = list(range(first + 1, first + 6))
-    fig["frames"] = [dict(name=str(k), traces=idx, data=state(k)) for k in range(n + 1)]
-    anim = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
-    fig["layout"].update(
-        height=size + 70, margin=dict(l=5, r=5, t=5, b=60),
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.02, xanchor="left", yanchor="top",
-                          buttons=[dict(label="▶ play", method="animate",
-                                        args=[None, dict(frame=dict(duration=120, redraw=False), fromcurrent=False,
-                                                         transition=dict(duration=0), mode="immediate")])])],
-        sliders=[dict(active=n, x=0.18, len=0.82, y=-0.02, yanchor="top", pad=dict(t=0),
-                      currentvalue=dict(prefix="t = ", font=dict(size=12)),
-                      steps=[dict(method="animate", label=str(k), args=[[str(k)], anim]) for k in range(n + 1)])])
-    return go.Figure(fig, _validate=False)
-
-
 @st.cache_resource(show_spinner=False, max_entries=64)
 def rollout_chart(set_dir: str, device: str, mode: str, spec, layout_seed: int, task: str, t0: int, greedy: bool,
                   seed: int, diag: int) -> go.Figure:
@@ -184,17 +124,6 @@ def rollout_chart(set_dir: str, device: str, mode: str, spec, layout_seed: int, 
     if mode == "none":  # nothing injected: the whole path is drawn as uncontrolled
         r = dict(r, t0=len(r["path"]))
     return rollout_figure(r)
-
-
-def ratio_figure(runs: list[tuple[str, dict, str]], t0: int) -> go.Figure:
-    fig = go.Figure()
-    for name, r, colour in runs:
-        fig.add_trace(go.Scatter(x=list(range(len(r["delta_ratio"]))), y=r["delta_ratio"], mode="lines+markers",
-                                 name=name, line=dict(color=colour, width=2), marker=dict(size=4)))
-    fig.add_vline(x=t0, line=dict(color="#ff7f0e", dash="dash"), annotation_text="t₀")
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="time step t",
-                      yaxis_title="‖U e‖ / ‖e‖", legend=dict(orientation="h", y=1.15), yaxis_rangemode="tozero")
-    return fig
 
 
 def outcome_text(r: dict) -> str:
@@ -378,150 +307,159 @@ if not 0 <= int(layout_seed) <= LAYOUT_SEED_MAX:
 layout_seed = int(layout_seed)
 
 MODES = {"gt": "Ground-truth subgoal controller", "latent": "Latent code z (metacontroller)", "none": "No control"}
-mode = st.radio("Controller", list(MODES), format_func=MODES.get, horizontal=True, key="steer_mode")
 
-spec, mode_ok = None, True
-if mode == "gt":
-    gt, gt_err = ok(models, set_dir, device, "gt_controllers")
-    if gt is None:
-        st.warning(f"The ground-truth controllers are not available: {gt_err}")
-        mode_ok = False
-    else:
-        choices = [0, 1, 2, 3, "gt-sequence"]
-        spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
-                        format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
-                        else f"{SUBGOAL_NAMES[g]}")
-        try:
-            rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
-            st.caption(f"These controllers (trained on this base model) succeed on "
-                       f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
-                       f"order (mean {rep['mean_colours_completed']:.2f} of 12 colours): this base model has not "
-                       f"learned to be steered by them, an honest negative result.")
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-elif mode == "latent":
-    loaded, meta_err = ok(models, set_dir, device, "metacontroller")
-    if loaded is None:
-        st.warning(f"No metacontroller to decode codes: {meta_err}. The ground-truth controllers still work.")
-        mode_ok = False
-    else:
-        meta, _, meta_layer, digest = loaded
-        n_z = meta.cfg.n_z
-        report, map_err = ok(load_map, set_dir, stamp(Path(set_dir) / "reports" / "latent_map.json"))
-        if report is not None and len(report["projection"]["mean"]) != n_z:
-            report, map_err = None, f"the latent map has codes of size {len(report['projection']['mean'])}, the metacontroller {n_z}"
-        how = st.radio("Set the code", ["map", "sliders"], horizontal=True, key="steer_how",
-                       format_func={"map": "on the latent map", "sliders": f"with {n_z} sliders"}.get)
-        if how == "map":
-            if report is None:
-                st.warning(f"No latent map: {map_err}")
-                mode_ok = False
-            else:
-                proj = Projection.from_dict(report["projection"])
-                if report.get("metacontroller_sha256") not in (None, digest):
-                    st.info("This latent map was made from another metacontroller than the one loaded; remake it with "
-                            f"`{command('latent_map', set_dir)}`.")
-                left, right = st.columns([3, 2])
-                cents = report.get("centroids", {})
-                if "map_xy" not in st.session_state:
-                    st.session_state.map_xy = {"x": 0.0, "y": 0.0}
-                with right:
-                    st.markdown("**Codes of discovered segments** on held-out pretraining episodes, projected to the "
-                                "plane of their two principal components and coloured by the subgoal each segment "
-                                "pursued. **Click or drag** on the map to pick a code; letters mark each subgoal's "
-                                "mean code.")
-                    ev = report["explained_variance_ratio"]
-                    st.caption(f"{report['n_segments']:,} segments from {report['episodes']} episodes "
-                               f"({report['segments_per_episode']:.2f} per episode; majority-label purity "
-                               f"{report['mean_purity']:.2f}); the plane holds {ev[0] + ev[1]:.0%} of the codes' "
-                               f"variance; nearest-mean subgoal accuracy in R^{n_z}: {report['centroid_accuracy']:.2f}.")
-                    bcols = st.columns(max(1, len(cents)) + 1)
 
-                    def _pick(xy):
-                        st.session_state.map_xy = {"x": float(xy[0]), "y": float(xy[1])}
+@st.fragment
+def controller_and_rollouts() -> None:
+    """The controller, its code and the two rollouts: a fragment, so that a new code (a click on the latent map,
+    a slider, a subgoal) reruns only this part of the page, not the layout and task inputs above it."""
+    mode = st.radio("Controller", list(MODES), format_func=MODES.get, horizontal=True, key="steer_mode")
 
-                    def _on_map_change():
-                        """The component sent a new point (a click, or the end of a drag): runs before the script,
-                        so that this run already draws and steers with it."""
-                        state = st.session_state.get("steer_map") or {}
-                        got = state.get("xy") if hasattr(state, "get") else None
-                        if isinstance(got, dict) and "x" in got and "y" in got:
-                            st.session_state.map_xy = {"x": float(got["x"]), "y": float(got["y"])}
-
-                    for i, (g, c) in enumerate(sorted(cents.items())):
-                        bcols[i].button(SUBGOAL_NAMES[int(g)][0], key=f"steer_cent{g}", on_click=_pick, args=(c["xy"],),
-                                        help=f"the mean code of the {c['count']} segments that pursued {SUBGOAL_NAMES[int(g)]}")
-                    bcols[-1].button("0", key="steer_cent_mean", on_click=_pick, args=((0.0, 0.0),),
-                                     help="the mean of all codes")
-                with left:
-                    shown = np.unique(np.linspace(0, len(report["points"]) - 1, MAX_MAP_POINTS).astype(int)) \
-                        if len(report["points"]) > MAX_MAP_POINTS else np.arange(len(report["points"]))
-                    data = {"points": [[round(report["points"][i][0], 3), round(report["points"][i][1], 3)] for i in shown],
-                            "labels": [report["labels"][i] for i in shown],
-                            "palette": list(SUBGOAL_COLOURS), "names": list(SUBGOAL_NAMES),
-                            "bounds": report["bounds"], "selected": st.session_state.map_xy,
-                            "centroids": [{"name": SUBGOAL_NAMES[int(g)][0], "xy": c["xy"]} for g, c in cents.items()],
-                            "mean": proj.mean.tolist(), "components": proj.components.tolist(),
-                            "xlabel": f"PC 1 ({ev[0]:.0%})", "ylabel": f"PC 2 ({ev[1]:.0%})"}
-                    latent_map_component(key="steer_map", data=data, on_xy_change=_on_map_change)
-                xy = st.session_state.map_xy
-                spec = tuple(round(float(v), 5) for v in proj.to_code([xy["x"], xy["y"]]))
+    spec, mode_ok = None, True
+    if mode == "gt":
+        gt, gt_err = ok(models, set_dir, device, "gt_controllers")
+        if gt is None:
+            st.warning(f"The ground-truth controllers are not available: {gt_err}")
+            mode_ok = False
         else:
+            choices = [0, 1, 2, 3, "gt-sequence"]
+            spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
+                            format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
+                            else f"{SUBGOAL_NAMES[g]}")
             try:
-                limit = float(np.ceil(np.abs(np.asarray(report["codes"], dtype=float)).max())) if report else 3.0
-            except (KeyError, ValueError, TypeError):
-                limit = 3.0
-            limit = max(limit, 1.0)
-            if report is not None and st.button("Start from the map's selected code"):
-                code = Projection.from_dict(report["projection"]).to_code(
-                    [st.session_state.get("map_xy", {"x": 0})["x"], st.session_state.get("map_xy", {"y": 0})["y"]])
-                for i in range(n_z):
-                    st.session_state[f"steer_z{i}"] = float(np.clip(code[i], -limit, limit))
-            for i in range(n_z):  # keep values from another checkpoint set inside this one's range
-                st.session_state[f"steer_z{i}"] = float(np.clip(st.session_state.get(f"steer_z{i}", 0.0), -limit, limit))
-            cols = st.columns(4)
-            spec = tuple(float(cols[i % 4].slider(f"z{i + 1}", -limit, limit, step=0.05, key=f"steer_z{i}"))
-                         for i in range(n_z))
-        if spec is not None:
-            st.caption("z = [" + ", ".join(f"{v:.2f}" for v in spec) + f"] — decoded at layer {meta_layer}")
-
-# --- the rollouts ---------------------------------------------------------------------------------------
-if not mode_ok:
-    spec_mode = "none"
-else:
-    spec_mode = mode
-try:
-    steered = run(set_dir, device, spec_mode, spec, layout_seed, task, t0, greedy, sample_seed, diag)
-    baseline = run(set_dir, device, "none", None, layout_seed, task, t0, greedy, sample_seed, diag)
-except (CheckpointError, ValueError) as e:
-    st.error(f"Could not run the rollout: {e}")
-    st.stop()
-
-with st.container(key="steer_result"):
-    st.markdown(f"Task of this episode: {task_html(steered['task'])}", unsafe_allow_html=True)
-    title = {"gt": "Steered by the ground-truth controller", "latent": "Steered by the latent code"}.get(spec_mode)
-    args = (layout_seed, task, t0, greedy, sample_seed, diag)
-    panels = [(steered, title, (spec_mode, spec)), (baseline, "Base model alone (no control)", ("none", None))]
-    if not title:
-        panels = [(baseline, "Base model alone", ("none", None))]
-    for col, (r, name, ms) in zip(st.columns(2), panels):
-        with col:
-            st.markdown(f"**{name}**")
-            st.plotly_chart(rollout_chart(set_dir, device, *ms, *args), width="content", key=f"fig_{ms[0]}")
-            st.markdown(outcome_text(r), unsafe_allow_html=True)
-            st.markdown("Colours entered: " + visits_html(r), unsafe_allow_html=True)
-            st.caption("Actions: " + "".join(ARROWS[x] for x in r["actions"]) +
-                       f" · computed in {r['seconds'] * 1000:.0f} ms")
-    st.caption("Paths: grey before t₀ (nothing injected), orange from t₀ on (steered); dashed and faint after ✕, "
-               "the step where the paper's rules end the episode. ▶ replays the episode; the slider scrubs through it.")
-    sa, ba = steered["actions"], baseline["actions"]
-    first_diff = next((t for t, (x, y) in enumerate(zip(sa, ba)) if x != y), min(len(sa), len(ba)))
-    if spec_mode != "none":
-        if sa == ba:
-            st.info("The injected controller did not change a single action on this layout.")
+                rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
+                st.caption(f"These controllers (trained on this base model) succeed on "
+                           f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
+                           f"order (mean {rep['mean_colours_completed']:.2f} of 12 colours): this base model has not "
+                           f"learned to be steered by them, an honest negative result.")
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+    elif mode == "latent":
+        loaded, meta_err = ok(models, set_dir, device, "metacontroller")
+        if loaded is None:
+            st.warning(f"No metacontroller to decode codes: {meta_err}. The ground-truth controllers still work.")
+            mode_ok = False
         else:
-            st.markdown(f"The steered agent first acts differently at **step {first_diff}** (control from t₀ = {t0}).")
-    if spec_mode != "none":
-        st.plotly_chart(ratio_figure([("steered", steered, "#ff7f0e")], t0), width="stretch", key="fig_ratio")
-        st.caption("Relative size of the intervention at the controlled layer, ‖Δresid‖/‖resid‖ with Δresid = U e "
-                   "(zero before t₀).")
+            meta, _, meta_layer, digest = loaded
+            n_z = meta.cfg.n_z
+            report, map_err = ok(load_map, set_dir, stamp(Path(set_dir) / "reports" / "latent_map.json"))
+            if report is not None and len(report["projection"]["mean"]) != n_z:
+                report, map_err = None, f"the latent map has codes of size {len(report['projection']['mean'])}, the metacontroller {n_z}"
+            how = st.radio("Set the code", ["map", "sliders"], horizontal=True, key="steer_how",
+                           format_func={"map": "on the latent map", "sliders": f"with {n_z} sliders"}.get)
+            if how == "map":
+                if report is None:
+                    st.warning(f"No latent map: {map_err}")
+                    mode_ok = False
+                else:
+                    proj = Projection.from_dict(report["projection"])
+                    if report.get("metacontroller_sha256") not in (None, digest):
+                        st.info("This latent map was made from another metacontroller than the one loaded; remake it with "
+                                f"`{command('latent_map', set_dir)}`.")
+                    left, right = st.columns([3, 2])
+                    cents = report.get("centroids", {})
+                    if "map_xy" not in st.session_state:
+                        st.session_state.map_xy = {"x": 0.0, "y": 0.0}
+                    with right:
+                        st.markdown("**Codes of discovered segments** on held-out pretraining episodes, projected to the "
+                                    "plane of their two principal components and coloured by the subgoal each segment "
+                                    "pursued. **Click or drag** on the map to pick a code; letters mark each subgoal's "
+                                    "mean code.")
+                        ev = report["explained_variance_ratio"]
+                        st.caption(f"{report['n_segments']:,} segments from {report['episodes']} episodes "
+                                   f"({report['segments_per_episode']:.2f} per episode; majority-label purity "
+                                   f"{report['mean_purity']:.2f}); the plane holds {ev[0] + ev[1]:.0%} of the codes' "
+                                   f"variance; nearest-mean subgoal accuracy in R^{n_z}: {report['centroid_accuracy']:.2f}.")
+                        bcols = st.columns(max(1, len(cents)) + 1)
+
+                        def _pick(xy):
+                            st.session_state.map_xy = {"x": float(xy[0]), "y": float(xy[1])}
+
+                        def _on_map_change():
+                            """The component sent a new point (a click, or the end of a drag): runs before the script,
+                            so that this run already draws and steers with it."""
+                            state = st.session_state.get("steer_map") or {}
+                            got = state.get("xy") if hasattr(state, "get") else None
+                            if isinstance(got, dict) and "x" in got and "y" in got:
+                                st.session_state.map_xy = {"x": float(got["x"]), "y": float(got["y"])}
+
+                        for i, (g, c) in enumerate(sorted(cents.items())):
+                            bcols[i].button(SUBGOAL_NAMES[int(g)][0], key=f"steer_cent{g}", on_click=_pick, args=(c["xy"],),
+                                            help=f"the mean code of the {c['count']} segments that pursued {SUBGOAL_NAMES[int(g)]}")
+                        bcols[-1].button("0", key="steer_cent_mean", on_click=_pick, args=((0.0, 0.0),),
+                                         help="the mean of all codes")
+                    with left:
+                        shown = np.unique(np.linspace(0, len(report["points"]) - 1, MAX_MAP_POINTS).astype(int)) \
+                            if len(report["points"]) > MAX_MAP_POINTS else np.arange(len(report["points"]))
+                        data = {"points": [[round(report["points"][i][0], 3), round(report["points"][i][1], 3)] for i in shown],
+                                "labels": [report["labels"][i] for i in shown],
+                                "palette": list(SUBGOAL_COLOURS), "names": list(SUBGOAL_NAMES),
+                                "bounds": report["bounds"], "selected": st.session_state.map_xy,
+                                "centroids": [{"name": SUBGOAL_NAMES[int(g)][0], "xy": c["xy"]} for g, c in cents.items()],
+                                "mean": proj.mean.tolist(), "components": proj.components.tolist(),
+                                "xlabel": f"PC 1 ({ev[0]:.0%})", "ylabel": f"PC 2 ({ev[1]:.0%})"}
+                        latent_map_component(key="steer_map", data=data, on_xy_change=_on_map_change)
+                    xy = st.session_state.map_xy
+                    spec = tuple(round(float(v), 5) for v in proj.to_code([xy["x"], xy["y"]]))
+            else:
+                try:
+                    limit = float(np.ceil(np.abs(np.asarray(report["codes"], dtype=float)).max())) if report else 3.0
+                except (KeyError, ValueError, TypeError):
+                    limit = 3.0
+                limit = max(limit, 1.0)
+                if report is not None and st.button("Start from the map's selected code"):
+                    code = Projection.from_dict(report["projection"]).to_code(
+                        [st.session_state.get("map_xy", {"x": 0})["x"], st.session_state.get("map_xy", {"y": 0})["y"]])
+                    for i in range(n_z):
+                        st.session_state[f"steer_z{i}"] = float(np.clip(code[i], -limit, limit))
+                for i in range(n_z):  # keep values from another checkpoint set inside this one's range
+                    st.session_state[f"steer_z{i}"] = float(np.clip(st.session_state.get(f"steer_z{i}", 0.0), -limit, limit))
+                cols = st.columns(4)
+                spec = tuple(float(cols[i % 4].slider(f"z{i + 1}", -limit, limit, step=0.05, key=f"steer_z{i}"))
+                             for i in range(n_z))
+            if spec is not None:
+                st.caption("z = [" + ", ".join(f"{v:.2f}" for v in spec) + f"] — decoded at layer {meta_layer}")
+
+    # --- the rollouts ---------------------------------------------------------------------------------------
+    if not mode_ok:
+        spec_mode = "none"
+    else:
+        spec_mode = mode
+    try:
+        steered = run(set_dir, device, spec_mode, spec, layout_seed, task, t0, greedy, sample_seed, diag)
+        baseline = run(set_dir, device, "none", None, layout_seed, task, t0, greedy, sample_seed, diag)
+    except (CheckpointError, ValueError) as e:
+        st.error(f"Could not run the rollout: {e}")
+        st.stop()
+
+    with st.container(key="steer_result"):
+        st.markdown(f"Task of this episode: {task_html(steered['task'])}", unsafe_allow_html=True)
+        title = {"gt": "Steered by the ground-truth controller", "latent": "Steered by the latent code"}.get(spec_mode)
+        args = (layout_seed, task, t0, greedy, sample_seed, diag)
+        panels = [(steered, title, (spec_mode, spec)), (baseline, "Base model alone (no control)", ("none", None))]
+        if not title:
+            panels = [(baseline, "Base model alone", ("none", None))]
+        for col, (r, name, ms) in zip(st.columns(2), panels):
+            with col:
+                st.markdown(f"**{name}**")
+                st.plotly_chart(rollout_chart(set_dir, device, *ms, *args), width="content", key=f"fig_{ms[0]}")
+                st.markdown(outcome_text(r), unsafe_allow_html=True)
+                st.markdown("Colours entered: " + visits_html(r), unsafe_allow_html=True)
+                st.caption("Actions: " + "".join(ARROWS[x] for x in r["actions"]) +
+                           f" · computed in {r['seconds'] * 1000:.0f} ms")
+        st.caption("Paths: grey before t₀ (nothing injected), orange from t₀ on (steered); dashed and faint after ✕, "
+                   "the step where the paper's rules end the episode. ▶ replays the episode; the slider scrubs through it.")
+        sa, ba = steered["actions"], baseline["actions"]
+        first_diff = next((t for t, (x, y) in enumerate(zip(sa, ba)) if x != y), min(len(sa), len(ba)))
+        if spec_mode != "none":
+            if sa == ba:
+                st.info("The injected controller did not change a single action on this layout.")
+            else:
+                st.markdown(f"The steered agent first acts differently at **step {first_diff}** (control from t₀ = {t0}).")
+        if spec_mode != "none":
+            st.plotly_chart(ratio_figure(steered["delta_ratio"], t0), width="stretch", key="fig_ratio")
+            st.caption("Relative size of the intervention at the controlled layer, ‖Δresid‖/‖resid‖ with Δresid = U e "
+                       "(zero before t₀).")
+
+
+controller_and_rollouts()

@@ -111,7 +111,7 @@ def lower(model: GridTransformer, obs: torch.Tensor, layer: int, cache: KVCache 
 
 def upper_logits(model: GridTransformer, e_hat: torch.Tensor, layer: int, cache: KVCache | None = None) -> torch.Tensor:
     """Controlled residual ê at ``layer`` (B, T, d) → action logits (B, T, 4) of the upper blocks."""
-    return model.heads(model.run_blocks(e_hat, layer, None, cache))[0]
+    return model.action_logits(model.run_blocks(e_hat, layer, None, cache))
 
 
 def controlled_step(model: GridTransformer, obs_t: torch.Tensor, cache: KVCache, layer: int,

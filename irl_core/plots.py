@@ -17,31 +17,112 @@ def text_colour(background: str) -> str:
     return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"
 
 
+def figure_from_dicts(data: list[dict], layout: dict, frames: list[dict] | None = None) -> go.Figure:
+    """A figure from plain dicts, without plotly's per-property validation: building a grid's 49 cells through
+    ``add_shape`` takes plotly most of a second on a small CPU, this a few milliseconds. The tests build each
+    figure of this module once more with validation, so a misspelt property still fails there."""
+    return go.Figure({"data": data, "layout": layout, **({"frames": frames} if frames else {})}, _validate=False)
+
+
 def grid_figure(layout: np.ndarray, agent: int | None = None, path: Sequence[int] | None = None,
                 size: int = 360) -> go.Figure:
-    """A gridworld layout ((49,) or (7,7) codes) with its colours numbered, the walls, the agent and a path."""
+    """A gridworld layout ((49,) or (7,7) codes) with its colours numbered, the walls, the agent and a path.
+
+    The cells are one heatmap trace, the grid lines one line trace and the numbers one text trace: three
+    traces draw much faster in the browser than 49 shapes and 49 annotations, which matters on the Steering
+    page where every new code redraws two grids.
+    """
     layout = np.asarray(layout).reshape(G, G)
-    fig = go.Figure()
-    for r in range(G):
-        for c in range(G):
-            code = int(layout[r, c])
-            fill = COLOURS[code] if code >= 0 else (WALL_COLOUR if code == WALL else EMPTY)
-            fig.add_shape(type="rect", x0=c, x1=c + 1, y0=r, y1=r + 1, fillcolor=fill, layer="below",
-                          line=dict(color="#cccccc", width=1))
-            if code >= 0:
-                fig.add_annotation(x=c + 0.5, y=r + 0.5, text=str(code), showarrow=False,
-                                   font=dict(size=16, color=text_colour(fill)))
+    palette = [EMPTY, WALL_COLOUR, *COLOURS]  # heatmap value i + 0.5 → palette[i]
+    index = np.where(layout >= 0, layout + 2, np.where(layout == WALL, 1, 0))
+    scale = [[edge, c] for i, c in enumerate(palette) for edge in (i / len(palette), (i + 1) / len(palette))]
+    across, along = [v for k in range(G + 1) for v in (k, k, None)], [v for _ in range(G + 1) for v in (0, G, None)]
+    rows, cols = np.nonzero(layout >= 0)
+    codes = layout[rows, cols].tolist()
+    data = [dict(type="heatmap", z=(index + 0.5).tolist(), x=[c + 0.5 for c in range(G)], y=[r + 0.5 for r in range(G)],
+                 zmin=0, zmax=len(palette), colorscale=scale, showscale=False, hoverinfo="skip"),
+            dict(type="scatter", x=across + along, y=along + across, mode="lines", hoverinfo="skip",
+                 line=dict(color="#cccccc", width=1), name="grid lines"),
+            dict(type="scatter", x=(cols + 0.5).tolist(), y=(rows + 0.5).tolist(), mode="text", hoverinfo="skip",
+                 text=[str(c) for c in codes], name="colours",
+                 textfont=dict(size=16, color=[text_colour(COLOURS[c]) for c in codes]))]
     if path is not None and len(path) > 1:
         cells = np.asarray(path)
-        fig.add_trace(go.Scatter(x=cells % G + 0.5, y=cells // G + 0.5, mode="lines", line=dict(color="black", width=3),
-                                 opacity=0.5, name="path", hoverinfo="skip"))
+        data.append(dict(type="scatter", x=(cells % G + 0.5).tolist(), y=(cells // G + 0.5).tolist(), mode="lines",
+                         line=dict(color="black", width=3), opacity=0.5, name="path", hoverinfo="skip"))
     if agent is not None:
-        fig.add_trace(go.Scatter(x=[agent % G + 0.5], y=[agent // G + 0.5], mode="markers", name="agent",
-                                 marker=dict(size=22, color=AGENT, symbol="circle", line=dict(color="white", width=2))))
-    fig.update_xaxes(range=[0, G], visible=False, constrain="domain")
-    fig.update_yaxes(range=[G, 0], visible=False, scaleanchor="x")
-    fig.update_layout(width=size, height=size, margin=dict(l=5, r=5, t=5, b=5), showlegend=False, plot_bgcolor="white")
-    return fig
+        data.append(dict(type="scatter", x=[agent % G + 0.5], y=[agent // G + 0.5], mode="markers", name="agent",
+                         marker=dict(size=22, color=AGENT, symbol="circle", line=dict(color="white", width=2))))
+    return figure_from_dicts(data, dict(
+        width=size, height=size, margin=dict(l=2, r=2, t=2, b=2), showlegend=False, plot_bgcolor="white",
+        xaxis=dict(range=[0, G], visible=False, constrain="domain", fixedrange=True),
+        yaxis=dict(range=[G, 0], visible=False, scaleanchor="x", constrain="domain", fixedrange=True)))
+
+
+def _path_line(xs, ys, colour: str, width: float, name: str, dash: str = "solid", opacity: float = 0.8) -> dict:
+    return dict(type="scatter", x=list(xs), y=list(ys), mode="lines", hoverinfo="skip", name=name, opacity=opacity,
+                line=dict(color=colour, width=width, dash=dash))
+
+
+def rollout_figure(r: dict, size: int = 380) -> go.Figure:
+    """The layout with the path; frames replay the episode (path before t₀ grey, after t₀ orange; dashed and
+    faint after the step where the paper's rules end the episode, which is marked ✕).
+
+    ``r`` is :meth:`irl_core.steering.SteerResult.to_dict`; the initial view is the last frame, so the whole
+    path shows.
+    """
+    path = np.asarray(r["path"])
+    n = len(r["path"]) - 1
+    t0 = min(r["t0"], n + 1)
+    xs, ys = (path % G + 0.5).tolist(), (path // G + 0.5).tolist()
+
+    end = min(r["end_step"], n)  # the paper's rules end the episode here; later steps are the diagnostic's
+
+    def part(lo: int, hi: int) -> tuple[list, list]:
+        return (xs[lo:hi + 1], ys[lo:hi + 1]) if hi > lo else ([], [])
+
+    def state(k: int) -> list[dict]:
+        """Frame k: the path so far, split at t₀ (grey → orange) and at the paper's end (solid → faint)."""
+        return [_path_line(*part(0, min(k, t0, end)), "#555555", 4, "before t₀", opacity=0.75),
+                _path_line(*part(end, min(k, t0)), "#555555", 2, "before t₀ (diagnostic)", dash="dash", opacity=0.35),
+                _path_line(*part(t0, min(k, end)), "#ff7f0e", 4, "steered", opacity=0.9),
+                _path_line(*part(max(t0, end), k), "#ff7f0e", 2, "steered (diagnostic)", dash="dash", opacity=0.45),
+                dict(type="scatter", x=[xs[k]], y=[ys[k]], mode="markers", name="agent", hovertext=[f"t = {k}"],
+                     marker=dict(size=22, color="#000000", line=dict(color="white", width=2)))]
+
+    fig = grid_figure(np.asarray(r["layout"]), size=size).to_dict()
+    first = len(fig["data"])
+    fig["data"] += [_path_line(xs, ys, "#999999", 1, "whole path", dash="dot", opacity=1.0), *state(n)]
+    if r["outcome"] == "wrong colour" or end < n:  # where the paper's rules end the episode
+        fig["data"].append(dict(type="scatter", x=[xs[end]], y=[ys[end]], mode="markers", name="end",
+                                hovertext=["the paper's rules end the episode here"],
+                                marker=dict(symbol="x", size=16, color="#d62728", line=dict(width=2))))
+    idx = list(range(first + 1, first + 6))
+    fig["frames"] = [dict(name=str(k), traces=idx, data=state(k)) for k in range(n + 1)]
+    anim = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
+    fig["layout"].update(
+        height=size + 70, margin=dict(l=5, r=5, t=5, b=60),
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.02, xanchor="left", yanchor="top",
+                          buttons=[dict(label="▶ play", method="animate",
+                                        args=[None, dict(frame=dict(duration=120, redraw=False), fromcurrent=False,
+                                                         transition=dict(duration=0), mode="immediate")])])],
+        sliders=[dict(active=n, x=0.18, len=0.82, y=-0.02, yanchor="top", pad=dict(t=0),
+                      currentvalue=dict(prefix="t = ", font=dict(size=12)),
+                      steps=[dict(method="animate", label=str(k), args=[[str(k)], anim]) for k in range(n + 1)])])
+    return figure_from_dicts(fig["data"], fig["layout"], fig["frames"])
+
+
+def ratio_figure(ratio: Sequence[float], t0: int, name: str = "steered", colour: str = "#ff7f0e") -> go.Figure:
+    """‖U e‖ / ‖e‖ per time step of a steered rollout, with t₀ marked."""
+    return figure_from_dicts(
+        [dict(type="scatter", x=list(range(len(ratio))), y=[float(v) for v in ratio], mode="lines+markers", name=name,
+              line=dict(color=colour, width=2), marker=dict(size=4))],
+        dict(height=260, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15),
+             xaxis=dict(title=dict(text="time step t")), yaxis=dict(title=dict(text="‖U e‖ / ‖e‖"), rangemode="tozero"),
+             shapes=[dict(type="line", xref="x", yref="y domain", x0=t0, x1=t0, y0=0, y1=1,
+                          line=dict(color=colour, dash="dash"))],
+             annotations=[dict(x=t0, y=1, xref="x", yref="y domain", text="t₀", showarrow=False, xanchor="left",
+                               yanchor="top")]))
 
 
 def task_html(task: Sequence[int]) -> str:
@@ -72,33 +153,37 @@ def switching_timeline(beta: Sequence[float], subgoal: Sequence[int], length: in
     """
     n = len(beta) if length is None else int(length)
     beta, subgoal = np.asarray(beta, dtype=float)[:n], np.asarray(subgoal)[:n]
-    steps = np.arange(n)
-    fig = go.Figure()
+    shapes, notes, data = [], [], []
     for start, end, g in _segments(subgoal):
         if g < 0:
             continue
-        fig.add_shape(type="rect", x0=start - 0.5, x1=end - 0.5, y0=0, y1=1, xref="x", yref="paper",
-                      fillcolor=SUBGOAL_COLOURS[g % len(SUBGOAL_COLOURS)], opacity=0.55, layer="below", line_width=0)
-        fig.add_annotation(x=(start + end - 1) / 2, y=1.0, yref="paper", yanchor="top", showarrow=False,
-                           text=SUBGOAL_NAMES[g % len(SUBGOAL_NAMES)].split()[0], font=dict(size=12, color="#333333"))
+        shapes.append(dict(type="rect", x0=start - 0.5, x1=end - 0.5, y0=0, y1=1, xref="x", yref="paper",
+                           fillcolor=SUBGOAL_COLOURS[g % len(SUBGOAL_COLOURS)], opacity=0.55, layer="below",
+                           line=dict(width=0)))
+        notes.append(dict(x=(start + end - 1) / 2, y=1.0, yref="paper", yanchor="top", showarrow=False,
+                          text=SUBGOAL_NAMES[g % len(SUBGOAL_NAMES)].split()[0], font=dict(size=12, color="#333333")))
     for g in sorted({int(x) for x in subgoal if x >= 0}) if legend else []:
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"subgoal {SUBGOAL_NAMES[g]}",
-                                 marker=dict(symbol="square", size=12, color=SUBGOAL_COLOURS[g])))
-    fig.add_hline(y=threshold, line=dict(color="#777777", dash="dot", width=1))
+        data.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=f"subgoal {SUBGOAL_NAMES[g]}",
+                         marker=dict(symbol="square", size=12, color=SUBGOAL_COLOURS[g])))
+    shapes.append(dict(type="line", xref="x domain", yref="y", x0=0, x1=1, y0=threshold, y1=threshold,
+                       line=dict(color="#777777", dash="dot", width=1)))
     on = beta > threshold
-    fig.add_trace(go.Scatter(x=steps, y=beta, mode="lines+markers", name="β<sub>t</sub>", line=dict(color=AGENT, width=2),
-                             marker=dict(size=np.where(on, 11, 5), symbol=np.where(on, "diamond", "circle"),
-                                         color=AGENT),
-                             hovertemplate="t=%{x}<br>β=%{y:.3f}<extra></extra>", showlegend=legend))
+    data.append(dict(type="scatter", x=list(range(n)), y=beta.tolist(), mode="lines+markers", name="β<sub>t</sub>",
+                     line=dict(color=AGENT, width=2), showlegend=legend,
+                     marker=dict(size=np.where(on, 11, 5).tolist(), color=AGENT,
+                                 symbol=np.where(on, "diamond", "circle").tolist()),
+                     hovertemplate="t=%{x}<br>β=%{y:.3f}<extra></extra>"))
     if t is not None and 0 <= t <= n:
-        fig.add_vline(x=t, line=dict(color="#d62728", width=2))
-    fig.update_xaxes(title_text="time step t", range=[-0.5, max(n, t + 1 if t is not None else 0) - 0.5],
-                     zeroline=False, showgrid=False)
-    fig.update_yaxes(title_text="β<sub>t</sub>", range=[-0.05, 1.12], tickvals=[0, 0.5, 1], showgrid=False)
-    fig.update_layout(height=height, margin=dict(l=50, r=10, t=35 if title else 10, b=40), plot_bgcolor="white",
-                      title=dict(text=title, font=dict(size=14)) if title else None, showlegend=legend,
-                      legend=dict(orientation="h", y=-0.3, x=0))
-    return fig
+        shapes.append(dict(type="line", xref="x", yref="y domain", x0=t, x1=t, y0=0, y1=1, line=dict(color="#d62728", width=2)))
+    layout = dict(
+        shapes=shapes, annotations=notes, height=height, margin=dict(l=50, r=10, t=35 if title else 10, b=40),
+        plot_bgcolor="white", showlegend=legend, legend=dict(orientation="h", y=-0.3, x=0),
+        xaxis=dict(title=dict(text="time step t"), range=[-0.5, max(n, t + 1 if t is not None else 0) - 0.5],
+                   zeroline=False, showgrid=False),
+        yaxis=dict(title=dict(text="β<sub>t</sub>"), range=[-0.05, 1.12], tickvals=[0, 0.5, 1], showgrid=False))
+    if title:
+        layout["title"] = dict(text=title, font=dict(size=14))
+    return figure_from_dicts(data, layout)
 
 
 def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[float, float],

@@ -9,6 +9,10 @@ Starts ``streamlit run app.py`` on the shipped checkpoints (``checkpoints/``) an
   context (empty HTTP cache, new Streamlit session; the server's caches hold what earlier pages loaded), and
   *warm* = ``--reps`` further visits in new pages of that context (median); a visit is timed from
   ``page.goto`` to the app being idle after the page's script ran, and to the page's last DOM change;
+* the same visits of two tiny reference apps (a title; a title and one Plotly chart), each on its own
+  server: the floor that Streamlit and Plotly's bundle set for a new tab, with nothing of this app;
+* page changes from the sidebar's menu within one session (``--reps`` rounds through the pages), as a user
+  moves through the app;
 * the Steering page: ``--clicks`` clicks on different points of the latent map (latent-code mode), each timed
   from the click to the steered rollout panel's text changing, to the app being idle and to the last DOM
   change; beside it the library call ``irl_core.steering.steer`` for the same kind of rollout (page
@@ -52,7 +56,14 @@ AFTER_RUN_JS = """() => { const a = document.querySelector("[data-testid='stApp'
 QUIET = 1000
 OBSERVE_JS = """window.__benchLast = performance.now();
 new MutationObserver(() => { window.__benchLast = performance.now(); })
-  .observe(document, { subtree: true, childList: true, characterData: true });"""
+  .observe(document, { subtree: true, childList: true, characterData: true });
+new MutationObserver((ms) => { for (const m of ms) if (m.oldValue === 'running' ||
+    m.target.getAttribute('data-test-script-state') === 'running') window.__benchRan = true; })
+  .observe(document, { subtree: true, attributes: true, attributeOldValue: true,
+                       attributeFilter: ['data-test-script-state'] });"""
+# after a click that starts a run (e.g. a menu link): a run was seen and the app is idle again
+RAN_JS = """() => { const a = document.querySelector("[data-testid='stApp']");
+  return !!window.__benchRan && a.getAttribute('data-test-script-state') === 'notRunning'; }"""
 QUIET_JS = f"() => performance.now() - window.__benchLast > {QUIET} && performance.now() - window.__benchLast"
 # after a click: 'changed' once the result panel's text differs from the argument, 'idle' if a run ended without
 CHANGE_JS = """before => { const r = document.querySelector('.st-key-steer_result');
@@ -66,17 +77,18 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def start_server(threads: int | None, timeout: float = 120.0) -> tuple[AppServer, float]:
+def start_server(threads: int | None, timeout: float = 120.0, script: Path | None = None) -> tuple[AppServer, float]:
     """``streamlit run app.py`` on the shipped checkpoints (as browser_support.start_app_server, but with our
-    OMP_NUM_THREADS); returns the server and the seconds from process start to a healthy answer."""
+    OMP_NUM_THREADS), or ``streamlit run SCRIPT``; returns the server and the seconds from process start to a
+    healthy answer."""
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "bench-app-streamlit.log"
+    log_path = ARTIFACTS / f"bench-app-streamlit{'-' + script.stem if script else ''}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1", IRL_CHECKPOINTS_DIR=str(ROOT / "checkpoints"))
     env.pop("OMP_NUM_THREADS", None)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script or "app.py"), "--server.headless=true", f"--server.port={port}",
            "--server.address=127.0.0.1", "--server.fileWatcherType=none"]
     t = time.perf_counter()
     with open(log_path, "w") as out:
@@ -107,6 +119,73 @@ def visit(context, url: str) -> tuple[float, float, object, int]:
     quiet_ms = page.wait_for_function(QUIET_JS, polling=100, timeout=180_000).json_value()
     drawn = max(idle, time.perf_counter() - t - quiet_ms / 1000)
     return idle, drawn, page, page.locator("[data-testid='stException']").count()
+
+
+def navigation(browser, url: str, reps: int) -> dict[str, list[tuple[float, float]]]:
+    """Page changes from the sidebar's menu in one session, as a user moves through the app: ``reps`` rounds
+    through every page in menu order (the first round, from a fresh tab, counts too); per page title the
+    seconds from the click to the app idle after the new page's script and to the last DOM change."""
+    context = new_context(browser)
+    out: dict[str, list[tuple[float, float]]] = {p.title: [] for p in pages()}
+    try:
+        *_, page, _ = visit(context, url)
+        order = pages()[1:] + pages()[:1]  # start on the Overview, end back on it
+        for _ in range(reps):
+            for p in order:
+                link = page.locator("[data-testid='stSidebarNav'] a").filter(has_text=p.title).first
+                page.evaluate("() => { window.__benchRan = false; }")
+                t = time.perf_counter()
+                link.click()
+                page.wait_for_function(RAN_JS, polling=20, timeout=180_000)
+                idle = time.perf_counter() - t
+                quiet_ms = page.wait_for_function(QUIET_JS, polling=100, timeout=180_000).json_value()
+                out[p.title].append((idle, max(idle, time.perf_counter() - t - quiet_ms / 1000)))
+        log("menu: " + ", ".join(f"{k} {stats([x[1] for x in v], n=False)}" for k, v in out.items()))
+    finally:
+        context.close()
+    return out
+
+
+def page_loads(browser, url: str, reps: int) -> tuple[list[float], list[list[float]], int]:
+    """A cold visit of ``url`` in a new context, then ``reps`` warm ones: ([idle, drawn], [[idle, drawn]…],
+    the most exceptions a visit showed)."""
+    context = new_context(browser)
+    try:
+        *cold, page, errors = visit(context, url)
+        warm = []
+        for _ in range(reps):
+            page.close()
+            *seconds, page, e = visit(context, url)
+            warm.append(seconds)
+            errors = max(errors, e)
+    finally:
+        context.close()
+    return cold, warm, errors
+
+
+# the floor that Streamlit and Plotly's bundle set, with nothing of this app: the same visits of two tiny apps
+REFERENCE_APPS = {
+    "a title only": 'import streamlit as st\nst.title("Reference")\nst.write("nothing else")\n',
+    "a title and one Plotly chart": ('import plotly.graph_objects as go\nimport streamlit as st\nst.title("Reference")\n'
+                                     'st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[0, 1, 0])))\n'),
+}
+
+
+def reference_loads(browser, threads: int | None, reps: int) -> list[tuple[str, list, list, int]]:
+    """:func:`page_loads` of each of REFERENCE_APPS, each on its own server."""
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, source) in enumerate(REFERENCE_APPS.items()):
+            script = Path(tmp) / f"reference_{i}.py"
+            script.write_text(source)
+            server, _ = start_server(threads, script=script)
+            try:
+                rows.append((name, *page_loads(browser, server.url, reps)))
+            finally:
+                server.stop()
+            log(f"reference ({name}): cold {rows[-1][1][0]:.2f} s, warm {stats([w[1] for w in rows[-1][2]])}")
+    return rows
 
 
 def new_context(browser, height: int = 1000):
@@ -229,22 +308,17 @@ def main() -> int:
         pw = sync_playwright().start()
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
         for p in pages():
-            url = f"{server.url}/{p.url_path}"
-            context = new_context(browser)
-            try:
-                *cold, page, errors = visit(context, url)
-                warm = []
-                for _ in range(args.reps):
-                    page.close()
-                    *seconds, page, e = visit(context, url)
-                    warm.append(seconds)
-                    errors = max(errors, e)
-            finally:
-                context.close()
+            cold, warm, errors = page_loads(browser, f"{server.url}/{p.url_path}", args.reps)
             rows.append((p, cold, warm, errors))
             log(f"{p.title}: cold {cold[0]:.2f} / {cold[1]:.2f} s, warm {stats([w[1] for w in warm])}")
+        log("menu navigation…")
+        menu = navigation(browser, server.url, args.reps)
         log("steering…")
         mode, clicks, controls = steering(browser, server.url, args.clicks)
+        server.stop()
+        server = None
+        log("reference apps…")
+        references = reference_loads(browser, args.threads, args.reps)
     finally:
         if browser is not None:
             browser.close()
@@ -267,13 +341,23 @@ def main() -> int:
            "|---|---|---|---|---|---|"]
     out += [f"| {p.title} (/{p.url_path}) | {cold[0]:.2f} s | {cold[1]:.2f} s | {stats([w[0] for w in warm], n=False)} | "
             f"{stats([w[1] for w in warm], n=False)} | {errors} |" for p, cold, warm, errors in rows]
+    out += [f"| *reference: {name}* | {cold[0]:.2f} s | {cold[1]:.2f} s | {stats([w[0] for w in warm], n=False)} | "
+            f"{stats([w[1] for w in warm], n=False)} | {errors} |" for name, cold, warm, errors in references]
     out += ["", "Cold: the first visit of the page in a new browser context (empty HTTP cache, new session); "
             "pages are visited in menu order, so the server's model caches hold what earlier pages loaded. Warm: "
             f"median (range) of {args.reps} visits in new pages of the same context (new sessions, warm caches). "
             "Timed from `page.goto` to *app idle* (`data-test-script-state='notRunning'` after the page's script "
             f"ran) and to *drawn* (the page's last DOM change, found by waiting {QUIET} ms without one): the "
             "browser may still be drawing after the script's end, e.g. a new page parses Plotly's bundle before "
-            "it shows the page's elements.", ""]
+            "it shows the page's elements. The *reference* rows are two tiny apps on their own servers, timed "
+            "the same way: what Streamlit itself and a first Plotly chart cost a new tab on this machine.", ""]
+    out += ["Moving through the app from the sidebar's menu, as a user does (one session, so the browser has "
+            f"Streamlit's and Plotly's code loaded; each page entered {args.reps} times, in menu order): click → "
+            "app idle / drawn, median (range):", "",
+            "| page | menu click: app idle | menu click: drawn |", "|---|---|---|"]
+    out += [f"| {title} | {stats([x[0] for x in v], n=False)} | {stats([x[1] for x in v], n=False)} |"
+            for title, v in menu.items()]
+    out += [""]
     what = (f"latent-code mode: {len(clicks)} clicks on different points of the latent map" if mode == "latent" else
             f"the latent-code mode could not be selected, so the ground-truth controller mode: {len(clicks)} changes "
             "of the subgoal held fixed")

@@ -43,7 +43,7 @@ def test_split_blocks_equal_full(batch):
         outs = []
         for t in range(obs.shape[1]):
             e = model.run_blocks(model.embed_obs(obs[:, t:t + 1]), 0, 2, cache)
-            outs.append(model.heads(model.run_blocks(e, 2, 4, cache))[0][:, 0])
+            outs.append(model.action_logits(model.run_blocks(e, 2, 4, cache))[:, 0])
         assert torch.allclose(torch.stack(outs, 1), out, atol=1e-5)
 
 

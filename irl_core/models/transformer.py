@@ -217,6 +217,10 @@ class GridTransformer(HookedModule):
             resid = self.blocks[i](resid, cache, i)
         return resid
 
+    def action_logits(self, resid: torch.Tensor) -> torch.Tensor:
+        """Final residual → action logits (…, 4) alone (no next-observation head: what acting needs)."""
+        return self.action_head(self.ln_final(resid))
+
     def heads(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final residual → (action logits (…, 4), next-observation logits (…, 637))."""
         h = self.ln_final(resid)

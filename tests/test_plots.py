@@ -1,0 +1,91 @@
+"""The app's figures (irl_core.plots): built from plain dicts without plotly's validation, so every figure is
+validated here once, and the grid's cells must show the palette's colours."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from irl_core.envs.grid import EMPTY, G, WALL
+from irl_core.palette import COLOURS, EMPTY as EMPTY_COLOUR, WALL as WALL_COLOUR
+from irl_core.plots import (figure_from_dicts, grid_figure, ratio_figure, rollout_figure, switching_timeline,
+                            text_colour)
+
+
+def layout() -> np.ndarray:
+    lay = np.full(G * G, EMPTY)
+    lay[[3, 10, 17, 24, 31, 38, 45, 48]] = np.arange(8)
+    lay[[0, 1, 20, 40]] = WALL
+    return lay
+
+
+def steered_result(t0: int = 3, end_step: int = 7, outcome: str = "wrong colour") -> dict:
+    path = list(range(42, 49)) + [41, 34, 27, 20, 13, 6]  # along the bottom row, then up the right column
+    return {"layout": layout().tolist(), "path": path, "t0": t0, "end_step": end_step, "outcome": outcome}
+
+
+def validated(fig: go.Figure) -> dict:
+    """The figure's dict after plotly's full validation (raises ValueError on a property plotly lacks)."""
+    return go.Figure(fig.to_dict()).to_dict()
+
+
+def test_validation_catches_a_misspelt_property():
+    bad = figure_from_dicts([dict(type="scatter", x=[0], y=[0], colour="red")], {})  # accepted unvalidated
+    with pytest.raises(ValueError, match="colour"):
+        validated(bad)
+
+
+@pytest.mark.parametrize("fig", [
+    lambda: grid_figure(layout()),
+    lambda: grid_figure(layout(), agent=5, path=[5, 6, 13, 12]),
+    lambda: switching_timeline(np.linspace(0, 1, 30), np.repeat([0, 1, 2, -1, 3], 6), 28, t=4, title="episode 1"),
+    lambda: switching_timeline(np.linspace(1, 0, 10), np.zeros(10, int), legend=False),
+    lambda: rollout_figure(steered_result()),
+    lambda: rollout_figure(steered_result(t0=20, end_step=13, outcome="time limit")),
+    lambda: ratio_figure(np.linspace(0, 0.3, 12), t0=3),
+], ids=["grid", "grid-agent-path", "timeline", "timeline-no-legend", "rollout", "rollout-uncontrolled", "ratio"])
+def test_every_figure_validates(fig):
+    out = validated(fig())
+    assert out["data"]
+
+
+def test_grid_cells_show_the_palette_colours_and_numbers():
+    lay = layout()
+    fig = validated(grid_figure(lay, agent=2))
+    cells = next(t for t in fig["data"] if t["type"] == "heatmap")
+    z = np.asarray(cells["z"], dtype=float)
+    scale, zmin, zmax = cells["colorscale"], cells["zmin"], cells["zmax"]
+
+    def colour(v: float) -> str:  # the colour a discrete colorscale gives a value inside one band
+        u = (v - zmin) / (zmax - zmin)
+        return next(c for (lo, c), (hi, _) in zip(scale[::2], scale[1::2]) if lo <= u <= hi)
+
+    for cell, code in enumerate(lay):
+        r, c = divmod(cell, G)
+        want = COLOURS[code] if code >= 0 else WALL_COLOUR if code == WALL else EMPTY_COLOUR
+        assert colour(z[r][c]) == want, (cell, code)
+    assert cells["x"] == [c + 0.5 for c in range(G)] and cells["y"] == [r + 0.5 for r in range(G)]
+    numbers = next(t for t in fig["data"] if t.get("mode") == "text")
+    shown = {(x, y): (t, col) for x, y, t, col in zip(numbers["x"], numbers["y"], numbers["text"],
+                                                        numbers["textfont"]["color"])}
+    want = {(cell % G + 0.5, cell // G + 0.5): (str(code), text_colour(COLOURS[code]))
+            for cell, code in enumerate(lay) if code >= 0}
+    assert shown == want
+    agent = next(t for t in fig["data"] if t.get("name") == "agent")
+    assert (agent["x"], agent["y"]) == ([2.5], [0.5])
+    assert fig["layout"]["yaxis"]["range"] == [G, 0]  # row 0 on top, as the environment prints it
+
+
+def test_rollout_frames_replay_the_path():
+    r = steered_result()
+    fig = validated(rollout_figure(r))
+    n = len(r["path"]) - 1
+    assert [f["name"] for f in fig["frames"]] == [str(k) for k in range(n + 1)]
+    agent_at = [f["data"][-1] for f in fig["frames"]]
+    assert [(a["x"][0], a["y"][0]) for a in agent_at] == [(p % G + 0.5, p // G + 0.5) for p in r["path"]]
+    # frame k draws k steps: the four path parts together hold k segments
+    for k in (0, 5, n):
+        parts = fig["frames"][k]["data"][:4]
+        assert sum(max(len(p.get("x", [])) - 1, 0) for p in parts) == k
+    assert any(t.get("name") == "end" for t in fig["data"])  # the paper's end is marked
+    assert fig["layout"]["sliders"][0]["active"] == n
