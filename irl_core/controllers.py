@@ -155,7 +155,6 @@ def load_base_for_layer(path, device, layer: int | None) -> GridTransformer:
     return model
 
 
-# --- training-state checkpoints (shared by controllers.py and discovery.py) -------------------------
 # --- ground-truth subgoal controllers ---------------------------------------------------------------
 @dataclass
 class GTControllerConfig:

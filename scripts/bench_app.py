@@ -203,7 +203,6 @@ finally:
 def script_times(reps: int) -> dict[str, tuple[float, float]]:
     """Per page title: (seconds of the page script's first run in a fresh process's session, median of ``reps``
     reruns), the page script alone on the server side (streamlit's AppTest, no browser, page defaults)."""
-    import tempfile
     from streamlit.testing.v1 import AppTest
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,7 +223,6 @@ def script_times(reps: int) -> dict[str, tuple[float, float]]:
 
 def reference_loads(browser, threads: int | None, reps: int) -> list[tuple[str, list, list, int]]:
     """:func:`page_loads` of each of REFERENCE_APPS, each on its own server."""
-    import tempfile
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, source) in enumerate(REFERENCE_APPS.items()):
@@ -415,7 +413,8 @@ def main() -> int:
         import torch
         torch.set_num_threads(args.threads)
     started, load_before = datetime.datetime.now(datetime.timezone.utc), os.getloadavg()[0]
-    rows, server, pw, browser, tmp = [], None, None, None, None
+    rows, server, pw, browser = [], None, None, None
+    steer_tmp = tempfile.TemporaryDirectory(prefix="bench-app-")  # removed at the end, or at exit on an error
     log("page scripts alone (AppTest)…")
     scripts = script_times(args.reps + 2)
     try:
@@ -435,9 +434,8 @@ def main() -> int:
         server.stop()
         server = None
         log("steering a set whose codes change the rollout…")
-        tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
-        steerable = steerable_root(tmp) / "grid"
-        server, _ = start_server(args.threads, root=tmp)
+        steerable = steerable_root(Path(steer_tmp.name)) / "grid"
+        server, _ = start_server(args.threads, root=steerable.parent)
         s_mode, s_clicks, s_controls = steering(browser, server.url, args.clicks, steerable)
         server.stop()
         server = None
@@ -450,12 +448,10 @@ def main() -> int:
             pw.stop()
         if server is not None:
             server.stop()
-        if tmp is not None and sys.exc_info()[0] is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     log("library steer() calls…")
     lib = library_times(mode, controls)
     s_lib = library_times(s_mode, s_controls, set_dir=steerable)
-    shutil.rmtree(tmp, ignore_errors=True)
+    steer_tmp.cleanup()
 
     from irl_core.machine import describe_machine
     cmd = shlex.join(["python", "scripts/bench_app.py", *sys.argv[1:]])
