@@ -11,8 +11,10 @@ from irl_core import app_state
 # fonts.gstatic.com instead (the app must load nothing from outside).
 st.set_page_config(page_title="Internal RL explorer", page_icon="🧭", layout="wide")
 
+# the menu follows the sidebar's environment (its widget state is set before this rerun starts)
+env = st.session_state.get(app_state.ENV_KEY, "grid")
 pages = [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
-         for p in app_state.pages()]
+         for p in app_state.pages(env)]
 page = st.navigation(pages)
 app_state.sidebar()
 page.run()

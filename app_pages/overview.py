@@ -1,9 +1,8 @@
-"""Overview: the paper's three phases and the gridworld-pinpad environment."""
+"""Overview: the paper's three phases and the gridworld-pinpad world of the selected checkpoint set."""
 import streamlit as st
 
 from irl_core import app_state
 from irl_core.envs.grid import GridPinpadEnv
-from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS
 from irl_core.plots import grid_figure, task_html
 
 st.title("Emergent temporal abstractions enable hierarchical RL")
@@ -20,24 +19,31 @@ c1.markdown("**1 · Pretrain**  \nA causal Transformer predicts the expert's nex
 c2.markdown("**2 · Discover**  \nA metacontroller writes ê = e + U(z) e at mid-depth; a gate β decides when z changes.")
 c3.markdown("**3 · Internal RL**  \nA policy picks a new code z only when β switches; the rest is frozen.")
 
-st.header("Gridworld-pinpad")
-if not app_state.current().grid:
-    st.info("Ant-pinpad: grid only for now. The pages show the gridworld; the ant environment, its expert and "
-            "datasets are available from the command line (`python -m irl_core ant-expert`, `ant-data`, `video`).")
+sel = app_state.current()
+world = sel.world if sel.grid else None  # the ant has its own overview (app_pages/ant/overview.py)
+st.header("Gridworld-pinpad" + (f": {world.name}, {world.title}" if world else ""))
 left, right = st.columns([1, 2])
 with left:
     seed = st.number_input("Layout seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
-    env = GridPinpadEnv("pretrain")
+    env = GridPinpadEnv("pretrain", world=world or "grid7")
     _, info = env.reset(seed=int(seed))
     st.plotly_chart(grid_figure(env.layout, env.agent), width="content")
     st.markdown("Task of this episode: " + task_html(info["task"]), unsafe_allow_html=True)
 with right:
+    w = env.world
+    walls = f"{w.n_walls} wall" + ("s" if w.n_walls > 1 else "")
+    subgoals = ("Subgoals are colour pairs: A = 0-1, B = 2-3, C = 4-5, D = 6-7." if w.subgoal == "pair" else
+                "Each colour is its own subgoal, as in the paper's ant-pinpad (its tasks are Table A2's).")
     st.markdown(
-        "A 7×7 grid with 8 coloured cells, 4 walls and the agent (black). The agent must visit the colours of "
-        "its task in order; entering any other colour ends the episode. The observation shows the grid and the "
-        "agent, **never the task**: the model must infer it from what it has done so far. Subgoals are colour "
-        "pairs: A = 0-1, B = 2-3, C = 4-5, D = 6-7.")
-    st.markdown("**The 16 pretraining tasks**")
-    st.markdown("<br>".join(task_html(t) for t in GRID_PRETRAIN_TASKS), unsafe_allow_html=True)
-    st.markdown("**The held-out task** (twice as long, every subgoal transition unseen in pretraining)")
-    st.markdown(task_html(GRID_HELDOUT_TASK), unsafe_allow_html=True)
+        f"A {w.size}×{w.size} grid with {w.n_colours} coloured cells, {walls} and the agent (black), at most "
+        f"{w.t_max} steps. The agent must visit the colours of its task in order; entering any other colour ends the "
+        "episode. The observation shows the grid and the agent, **never the task**: the model must infer it from "
+        f"what it has done so far. {subgoals}")
+    if w.name == "grid5":
+        st.caption("The laptop world: the same model becomes steerable here in under an hour of one CPU core, where "
+                   "the paper's 7×7 world needs GPU-scale pretraining (choose the `grid` set for it).")
+    st.markdown(f"**The {len(w.pretrain_tasks)} pretraining tasks**")
+    st.markdown("<br>".join(task_html(t) for t in w.pretrain_tasks), unsafe_allow_html=True)
+    longer = "twice as long" if len(w.heldout_task) == 2 * len(w.pretrain_tasks[0]) else "longer than any of them"
+    st.markdown(f"**The held-out task** ({longer}, every subgoal transition unseen in pretraining)")
+    st.markdown(task_html(w.heldout_task), unsafe_allow_html=True)

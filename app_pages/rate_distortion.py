@@ -130,10 +130,11 @@ if ex is None:
             "same sweep command: finished points are not retrained, only their examples are computed.")
 else:
     st.markdown(f"**Switching on {len(ex['length'])} held-out episodes** (the same episodes for every point)")
-    st.markdown(subgoal_legend_html(), unsafe_allow_html=True)
+    st.markdown(subgoal_legend_html(sel.world.subgoal), unsafe_allow_html=True)
     cols = st.columns(2)
     for j, (b, g, n) in enumerate(zip(ex["beta"], ex["subgoal"], ex["length"])):
-        cols[j % 2].plotly_chart(switching_timeline(b, g, n, height=220, legend=False, title=f"episode {j}"),
+        cols[j % 2].plotly_chart(switching_timeline(b, g, n, height=220, legend=False, title=f"episode {j}",
+                                                    subgoals=sel.world.subgoal),
                                  width="stretch", key=f"rd_example_{j}")
 
 with st.expander("All points"):

@@ -10,9 +10,8 @@ import streamlit as st
 
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError, read_json
-from irl_core.envs.grid import T_MAX
-from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, TaskError, format_task, parse_task
-from irl_core.palette import COLOURS, SUBGOAL_COLOURS, SUBGOAL_NAMES
+from irl_core.envs.tasks import TaskError, format_task, parse_task
+from irl_core.palette import COLOURS, subgoal_palette
 from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
 from irl_core.steering import LAYOUT_SEED_MAX, Projection, command, file_digest, steer, validate_latent_map
 
@@ -274,8 +273,11 @@ if base is None:
     st.warning(f"No base model to steer in this checkpoint set: {base_err}")
     st.stop()
 
-TASK_OPTIONS = ["heldout", "pretrain", *[format_task(t) for t in GRID_PRETRAIN_TASKS], "custom"]
-TASK_LABELS = {"heldout": f"held-out task {format_task(GRID_HELDOUT_TASK)}",
+world = base.world
+T_MAX = world.t_max
+SUBGOAL_NAMES, SUBGOAL_COLOURS = subgoal_palette(world.subgoal)
+TASK_OPTIONS = ["heldout", "pretrain", *[format_task(t) for t in world.pretrain_tasks], "custom"]
+TASK_LABELS = {"heldout": f"held-out task {format_task(world.heldout_task)}",
                "pretrain": "a pretraining task (drawn with the layout)", "custom": "custom task…"}
 
 c1, c2, c3, c4 = st.columns([1, 1.6, 1.4, 1])
@@ -285,9 +287,10 @@ layout_seed = c1.number_input("Layout seed", value=0, step=1, key="steer_seed",
 task_choice = c2.selectbox("Task", TASK_OPTIONS, format_func=lambda o: TASK_LABELS.get(o, o), key="steer_task")
 task = task_choice
 if task_choice == "custom":
-    text = c2.text_input("Colours, e.g. 0-1-6-7", value="0-1-2-3", key="steer_custom")
+    text = c2.text_input("Colours, e.g. " + ("0-1-6-7" if world.n_colours > 4 else "0-3-1"), value="0-1-2-3",
+                         key="steer_custom")
     try:
-        task = format_task(parse_task(text))
+        task = format_task(parse_task(text, world))
     except TaskError as e:
         c2.error(str(e))
         st.stop()
@@ -322,7 +325,7 @@ def controller_and_rollouts() -> None:
             st.warning(f"The ground-truth controllers are not available: {gt_err}")
             mode_ok = False
         else:
-            choices = [0, 1, 2, 3, "gt-sequence"]
+            choices = [*range(world.n_subgoals), "gt-sequence"]
             spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
                             format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
                             else f"{SUBGOAL_NAMES[g]}")
@@ -330,8 +333,9 @@ def controller_and_rollouts() -> None:
                 rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
                 st.caption(f"These controllers (trained on this base model) succeed on "
                            f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
-                           f"order (mean {rep['mean_colours_completed']:.2f} of 12 colours): this base model has not "
-                           f"learned to be steered by them, an honest negative result.")
+                           f"order (mean {rep['mean_colours_completed']:.2f} of {len(world.heldout_task)} colours)"
+                           + (": this base model has not learned to be steered by them, an honest negative result."
+                              if rep["success_rate"] < 0.05 else "."))
             except (OSError, ValueError, KeyError, TypeError):
                 pass
     elif mode == "latent":

@@ -11,7 +11,7 @@ import streamlit as st
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
 from irl_core.envs.tasks import format_task
-from irl_core.palette import SUBGOAL_NAMES
+from irl_core.palette import subgoal_palette
 from irl_core.plots import grid_figure, subgoal_legend_html, switching_timeline, task_html
 from irl_core.reports import load_switching, report_path
 
@@ -20,13 +20,16 @@ st.title("Switching: when does the metacontroller change its abstract action?")
 st.markdown(
     "The metacontroller's gate **βₜ** decides at every step whether to draw a new latent code (β ≈ 1) or to "
     "keep the previous one (β ≈ 0). Nothing in training asks it to, yet in the paper it switches *exactly* "
-    "when the expert moves on to the next **subgoal** (the colour pair sought, shaded in the background). "
+    "when the expert moves on to the next **subgoal** (the colour pair sought in the paper's 7×7 world, the "
+    "colour itself in the 5×5 one; shaded in the background). "
     "The numbers below measure that on held-out expert episodes: a switch is a step with β > 0.5, matched "
     "one-to-one to a subgoal change within ±1 step.")
 
 if not sel.grid:
     st.info(app_state.GRID_ONLY)
     st.stop()
+SUBGOALS = sel.world.subgoal
+SUBGOAL_NAMES, _ = subgoal_palette(SUBGOALS)
 
 
 @st.cache_data(show_spinner=False)
@@ -77,7 +80,7 @@ t = st.slider("Step t", 0, n, key=t_key,
               help="t = the number of actions taken; the last value shows where the episode ended")
 left, right = st.columns([3, 2]) if data["has_grid"] else (st.container(), None)
 with left:
-    st.plotly_chart(switching_timeline(beta[i], subgoal[i], n, t=t, height=300), width="stretch",
+    st.plotly_chart(switching_timeline(beta[i], subgoal[i], n, t=t, height=300, subgoals=SUBGOALS), width="stretch",
                     key="switching_timeline")
     if t < n:
         g = int(subgoal[i, t])
@@ -99,11 +102,11 @@ else:
 
 # --- examples as in the paper's Fig. A3 -----------------------------------------------------------------
 st.subheader("Three example episodes (as in Fig. A3)")
-st.markdown(subgoal_legend_html(), unsafe_allow_html=True)
+st.markdown(subgoal_legend_html(SUBGOALS), unsafe_allow_html=True)
 cols = st.columns(3)
 for col, j in zip(cols, range(min(3, n_eps))):
     col.plotly_chart(switching_timeline(beta[j], subgoal[j], int(length[j]), height=230, legend=False,
-                                        title=f"episode #{j}"), width="stretch", key=f"switching_example_{j}")
+                                        title=f"episode #{j}", subgoals=SUBGOALS), width="stretch", key=f"switching_example_{j}")
 
 with st.expander("Switches against subgoal changes, per episode"):
     counts = pd.DataFrame({"switches (β > 0.5)": data["switches"], "subgoal changes": data["changes"]})

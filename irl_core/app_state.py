@@ -6,8 +6,11 @@ torch, and library code (``irl_core.reports``) can use :func:`checkpoints_root`.
 
 * A **checkpoint set** is a folder of artifacts for one environment: ``base.{json,safetensors}``, other
   checkpoints beside it (``gt_controllers``, ``metacontroller``…) and ``reports/`` (JSON reports, ``.npz``
-  exports). The catalogue lists the shipped set ``<root>/<env>`` first, then every other folder under the
-  checkpoints root that holds a ``base.json``. Users pick from it; they never type paths.
+  exports). The catalogue lists the shipped sets first (``<root>/grid``, the paper's 7×7 world, and
+  ``<root>/grid5``, the laptop 5×5 world, for the gridworld; ``<root>/ant`` for the ant), then every other
+  folder under the checkpoints root that holds a ``base.json``. Users pick from it; they never type paths.
+* A gridworld set's **world** (``grid7`` or ``grid5``) is read from its ``base.json``
+  (``config.world``; a set without one is named after its world, or is the paper's ``grid7``).
 * The **checkpoints root** is ``$IRL_CHECKPOINTS_DIR`` when set, else ``checkpoints/`` of the repository;
   it is read at call time, so tests can point the app at a temporary folder.
 * Pages call :func:`current` (which works without the sidebar too, e.g. a page run alone by AppTest).
@@ -51,9 +54,18 @@ _PAGES = (
 )
 
 
-def pages() -> list[Page]:
-    """The app's pages in menu order (a page whose file is not there yet is left out)."""
-    return [p for p in _PAGES if (REPO_ROOT / p.file).exists()]
+_ANT_PAGES = (
+    Page("app_pages/ant/overview.py", "Overview", ":material/home:", ""),
+    Page("app_pages/ant/rollouts.py", "Rollouts", ":material/movie:", "ant-rollouts"),
+)
+
+
+def pages(env: str = "grid") -> list[Page]:
+    """The menu of environment ``env`` in order: the ant's pages for ``"ant"``, else the grid's (a page whose
+    file is not there yet is left out). Both menus have a default page at ``/``, so switching the sidebar's
+    environment lands on that environment's overview."""
+    chosen = _ANT_PAGES if env == "ant" else _PAGES
+    return [p for p in chosen if (REPO_ROOT / p.file).exists()]
 
 
 def checkpoints_root() -> Path:
@@ -113,18 +125,22 @@ def _base_jsons(root: Path) -> list[Path]:
     return found
 
 
+# the shipped sets of each environment, in menu order (listed even when missing, so that pages can say what to make)
+SHIPPED_SETS: dict[str, tuple[str, ...]] = {"grid": ("grid", "grid5"), "ant": ("ant",)}
+
+
 def catalogue(env: str = "grid", root: str | Path | None = None) -> list[CheckpointSet]:
-    """Checkpoint sets of ``env``: the shipped ``<root>/<env>`` (listed even when missing, so that pages
-    can say what to make), then any other folder under the root holding a ``base.json``."""
+    """Checkpoint sets of ``env``: the shipped ones (:data:`SHIPPED_SETS`, listed even when missing, so that
+    pages can say what to make), then any other folder under the root holding a ``base.json``."""
     if env not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {env!r}; choose one of {list(ENVIRONMENTS)}")
     root = Path(root) if root is not None else checkpoints_root()
-    shipped = root / env
-    sets = [CheckpointSet(shipped, env, f"{env} (shipped)", shipped=True)]
+    shipped = [root / name for name in SHIPPED_SETS[env]]
+    sets = [CheckpointSet(path, env, f"{path.name} (shipped)", shipped=True) for path in shipped]
     if root.is_dir():
         for base_json in _base_jsons(root):
             folder = base_json.parent
-            if folder == shipped or _env_of(base_json, root) != env:
+            if folder in shipped or _env_of(base_json, root) != env:
                 continue
             rel = folder.relative_to(root)
             sets.append(CheckpointSet(folder, env, str(rel) if str(rel) != "." else root.name))
@@ -159,6 +175,31 @@ class Selection:
     @property
     def grid(self) -> bool:
         return self.env == "grid"
+
+    @property
+    def world(self):
+        """The :class:`~irl_core.envs.worlds.GridWorld` of a gridworld set (see the module docstring)."""
+        return set_world(self.set_dir)
+
+
+def set_world(set_dir: str | Path):
+    """The world of the gridworld checkpoint set in ``set_dir``: its base model's ``config.world``, else the
+    world the folder is named after, else ``grid7``."""
+    from irl_core.envs.worlds import WORLDS, get_world
+    set_dir = Path(set_dir)
+    try:
+        name = json.loads((set_dir / "base.json").read_text()).get("config", {}).get("world")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if name in WORLDS:
+        return get_world(name)
+    return get_world(set_dir.name if set_dir.name in WORLDS else "grid7")
+
+
+def chosen_world(s: CheckpointSet) -> str:
+    """``grid5``: the laptop 5×5 world … : the world's name and what it is, for the sidebar."""
+    w = set_world(s.path)
+    return f"{w.name}: {w.title}"
 
 
 def resolve(state) -> Selection:
@@ -197,6 +238,8 @@ def sidebar() -> Selection:
                           f"({checkpoints_root()}).")
         chosen = next(s for s in sets if str(s.path) == state[SET_KEY])
         held = chosen.contents()
+        if env == "grid":
+            st.caption(f"World **{chosen_world(chosen)}**")
         st.caption(" · ".join(held) if held else "This set is empty: its pages say which command fills it.")
         options = list(devices())
         if state.get(DEVICE_KEY) not in options:

@@ -40,18 +40,38 @@ def portable_path(path: str | os.PathLike) -> str:
         return str(path)
 
 
+def _umask_mode(tmp: str) -> None:
+    """Give a temp file (mkstemp makes it 0600) the mode a plain ``open`` would: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
+def naming(e: OSError, path: str | os.PathLike) -> OSError:
+    """``e`` itself when it names its file, else the same error (same errno, so the same subclass) naming
+    ``path``: a write that fails on a full disk reports no file name of its own."""
+    if e.filename is not None or e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it over ``path``."""
+    """Write ``data`` to a temp file beside ``path`` and rename it over ``path`` (with the umask's mode).
+
+    On any failure (a full disk included) the temp file is removed and ``path`` keeps its old content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        _umask_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise naming(e, path) from None
         raise
 
 
@@ -79,10 +99,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], kin
     os.close(fd)
     try:
         save_file(tensors, tmp)
+        _umask_mode(tmp)
         os.replace(tmp, weights)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise naming(e, weights) from None
         raise
     atomic_write_json(desc, {"kind": kind, "config": config, "meta": meta or {}})
     return weights
@@ -169,7 +192,9 @@ def start_or_resume(run, kind: str, config: dict, modules: dict[str, torch.nn.Mo
                     generators: dict[str, torch.Generator], device) -> int:
     """Begin a training stage in ``run`` (a :class:`irl_core.runs.Run`): restore its ``checkpoints/last`` when
     there is one (dropping metric rows logged after it), record the config and mark it running; returns the
-    step to continue from (0 for a new run)."""
+    step to continue from (0 for a new run). The run is claimed first (:meth:`irl_core.runs.Run.claim`): a
+    second writer is refused before it reads or writes anything."""
+    run.claim()
     resumed = resume_training(run.checkpoint_dir / "last", kind, config, modules, opt, generators)
     step = int(resumed["step"]) if resumed else 0
     if resumed:

@@ -19,6 +19,7 @@ class PretrainConfig:
     init_scale: float = 0.1
     encoder: str = "agent_centred"
     # data: fresh expert episodes generated on the training device each step
+    world: str = "grid7"          # grid7 (the paper's 7×7) or grid5 (the laptop 5×5), irl_core.envs.worlds
     tasks: str = "pretrain"
     epsilon: float = 0.0          # expert noise of D (the paper's default is 0)
     obs_coef: float = 0.01        # λ, weight of the next-observation loss
@@ -33,6 +34,7 @@ class PretrainConfig:
     weight_decay: float = 0.03
     grad_clip: float = 1.0
     chunks: int = 1               # length-sorted micro-batches per step (same gradient, less padding)
+    precision: str = "auto"       # "fp32", "bf16" (autocast) or "auto": bf16 on CUDA and on CPUs with native bf16
     # bookkeeping
     log_every: int = 25
     eval_every: int = 500
@@ -42,15 +44,16 @@ class PretrainConfig:
 
     def model_config(self) -> TransformerConfig:
         return TransformerConfig(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
-                                 d_mlp=self.d_mlp, init_scale=self.init_scale, encoder=self.encoder)
+                                 d_mlp=self.d_mlp, init_scale=self.init_scale, encoder=self.encoder, world=self.world)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
+    # tiny: fp32, because bf16 kernels on matrices this small are slower than fp32 ones (and tests stay exact)
     "tiny": PretrainConfig(d_model=32, n_layers=2, n_heads=2, d_mlp=64, steps=20, batch_size=16, warmup_steps=2,
-                           log_every=5, eval_every=10, eval_episodes=32, checkpoint_every=10),
+                           log_every=5, eval_every=10, eval_episodes=32, checkpoint_every=10, precision="fp32"),
     "cpu": PretrainConfig(chunks=8),
     "paper": PretrainConfig(d_model=256, n_layers=6, n_heads=4, d_mlp=512, steps=256_000, batch_size=1024, lr=3e-4,
                             schedule="constant", warmup_steps=0, log_every=100, eval_every=4000,

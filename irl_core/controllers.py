@@ -10,11 +10,12 @@ U = A Bᵀ with A, B ∈ R^{n_e × 16} (the factorisation is our choice: PAPER.m
 silently become a diagonal gain, PAPER.md §9). ``rank=0`` gives a full n_e × n_e matrix (the ant's
 "Linear" controller).
 
-Ground-truth controllers are the metacontroller with β ≡ 1 and z_t = onehot(g_t, K=4), g_t the colour
-pair sought (C.3): one hypernetwork decodes the 4 one-hot codes into 4 matrices U^{(g)}. They are trained
-on fresh D* episodes (ε = 0 expert, pretraining tasks) with the base model frozen, and evaluated on the
-held-out task 0-1-2-3-4-5-6-7-0-1-2-3 by activating U^{(g)} in the task's order, g = (colour sought) // 2
-read from the environment's ground-truth progress, while the split model runs step by step with its KV
+Ground-truth controllers are the metacontroller with β ≡ 1 and z_t = onehot(g_t, K=4), g_t the subgoal
+of the colour sought (C.3; its pair in ``grid7``, the colour itself in ``grid5``): one hypernetwork decodes
+the K one-hot codes into K matrices U^{(g)}. They are trained on fresh D* episodes of the base model's world
+(ε = 0 expert, pretraining tasks) with the base model frozen, and evaluated on the world's held-out task
+(``grid7``: 0-1-2-3-4-5-6-7-0-1-2-3, ``grid5``: 0-1-2-3) by activating U^{(g)} in the task's order, g = the
+subgoal of the colour sought read from the environment's ground-truth progress, while the split model runs step by step with its KV
 cache (lower blocks → controller → upper blocks → sample → env.step).
 
 Choices where the paper is silent:
@@ -39,10 +40,11 @@ from tqdm import tqdm
 from irl_core.config import preset
 from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   save_checkpoint, start_or_resume, training_state)
-from irl_core.data import expert_episodes, run_episodes, training_tensors, trim
+from irl_core.data import export_arrays, expert_episodes, replay, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
-from irl_core.envs.tasks import GRID_N_SUBGOALS, subgoal_of_colour, task_set
+from irl_core.envs.tasks import task_set
+from irl_core.envs.worlds import check_same_world
 from irl_core.models.transformer import GridTransformer, KVCache
 from irl_core.runs import Run
 
@@ -163,7 +165,7 @@ class GTControllerConfig:
     layer: int | None = None      # controlled layer (0 = embedding, l = after block l−1); None = L/2
     rank: int = 16                # rank of U = A Bᵀ (0 = full n_e × n_e)
     hidden: int = 32              # hypernetwork hidden width
-    n_subgoals: int = GRID_N_SUBGOALS  # K, one-hot code size (the 4 colour pairs)
+    n_subgoals: int | None = None  # K, one-hot code size (None: the world's, 4 pairs in grid7, 4 colours in grid5)
     tasks: str = "pretrain"       # training tasks of D* (fresh ε = 0 expert episodes every step)
     steps: int = 3200             # AdamW steps
     batch_size: int = 512         # episodes per step
@@ -194,9 +196,10 @@ def gt_preset(name: str, **overrides) -> GTControllerConfig:
 class GTControllers(nn.Module):
     """One controller per abstract action: U^{(g)} = f_hyp(onehot(g, K))."""
 
-    def __init__(self, d_model: int, layer: int, rank: int = 16, hidden: int = 32, n_subgoals: int = GRID_N_SUBGOALS):
+    def __init__(self, d_model: int, layer: int, rank: int = 16, hidden: int = 32, n_subgoals: int = 4,
+                 world: str = "grid7"):
         super().__init__()
-        self.layer, self.n_subgoals = layer, n_subgoals
+        self.layer, self.n_subgoals, self.world = layer, n_subgoals, world
         self.hyper = Hypernetwork(n_subgoals, d_model, rank, hidden)
 
     def control(self, subgoal: torch.Tensor) -> Control:
@@ -210,13 +213,13 @@ class GTControllers(nn.Module):
 
     def config_dict(self) -> dict:
         return {"d_model": self.hyper.d_model, "layer": self.layer, "rank": self.hyper.rank,
-                "hidden": self.hyper.hidden.out_features, "n_subgoals": self.n_subgoals}
+                "hidden": self.hyper.hidden.out_features, "n_subgoals": self.n_subgoals, "world": self.world}
 
 
 def gt_loss(model: GridTransformer, ctrl: GTControllers, episodes: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean action NLL over valid steps of the frozen model under the ground-truth controllers."""
     ep = trim(episodes)
-    obs, actions = training_tensors(ep)
+    obs, actions = training_tensors(ep, model.world)
     with torch.no_grad():
         e = lower(model, obs[:, :-1], ctrl.layer)  # (B, T, d)
     logits = upper_logits(model, ctrl(e, ep["subgoal"]), ctrl.layer)  # (B, T, 4)
@@ -231,9 +234,11 @@ def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: R
     freeze(model)
     layer = default_layer(model, cfg.layer)
     torch.manual_seed(seed)
-    ctrl = GTControllers(model.cfg.d_model, layer, cfg.rank, cfg.hidden, cfg.n_subgoals).to(dev)
+    world = model.world
+    ctrl = GTControllers(model.cfg.d_model, layer, cfg.rank, cfg.hidden, cfg.n_subgoals or world.n_subgoals,
+                         world.name).to(dev)
     opt = torch.optim.AdamW(ctrl.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
-    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed, world=world)
     last = run.checkpoint_dir / "last"
     full_cfg = {"stage": "gt-controllers", "seed": seed, **cfg.to_dict(), "layer": layer}
     step = start_or_resume(run, "gt-controllers-state", full_cfg, {"ctrl": ctrl}, opt, {"env": env.generator}, dev)
@@ -270,7 +275,7 @@ def gt_controller_policy(model: GridTransformer, ctrl: GTControllers, batch: int
     def act(obs: torch.Tensor, state, t: int) -> torch.Tensor:
         if t == 0:
             cache["kv"] = model.new_cache(batch)
-        g = subgoal_of_colour(state.target, "grid")  # (B,) ground-truth progress → abstract action
+        g = state.world.subgoal_of_colour(state.target)  # (B,) ground-truth progress → abstract action
         logits = controlled_step(model, obs, cache["kv"], ctrl.layer, lambda e: ctrl(e, g))
         if greedy:
             return logits.argmax(-1)
@@ -286,11 +291,11 @@ def gt_controller_rollouts(model: GridTransformer, ctrl: GTControllers, task: st
     if episodes <= 0:
         raise ValueError(f"the number of episodes must be positive, got {episodes}")
     dev = next(model.parameters()).device
-    tasks = task_set(task, "grid")
+    tasks = task_set(task, model.world)
     parts, done = [], 0
     while done < episodes:
         b = min(batch_size, episodes - done)
-        env = BatchedGridPinpad(b, tasks, dev, seed=EVAL_SEED_OFFSET + seed * 1_000_003 + done)
+        env = BatchedGridPinpad(b, tasks, dev, seed=EVAL_SEED_OFFSET + seed * 1_000_003 + done, world=model.world)
         parts.append({k: v.cpu() for k, v in run_episodes(env, gt_controller_policy(model, ctrl, b, env.generator, greedy)).items()})
         done += b
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -298,19 +303,29 @@ def gt_controller_rollouts(model: GridTransformer, ctrl: GTControllers, task: st
 
 def evaluate_gt_controllers(model: GridTransformer, ctrl: GTControllers, episodes: int = 1000, seed: int = 0,
                             task: str = "heldout") -> dict[str, float]:
-    """Success rate (and mean number of task colours completed) of the controllers activated in the task's order."""
+    """Success rate (and mean number of task colours completed) of the controllers activated in the task's order.
+
+    ``success_rate`` is judged by replaying the exported rollouts in the gymnasium env of the world (a separate
+    implementation of the rules, :func:`irl_core.data.replay`); ``success_rate_simulator`` is the batched
+    simulator's own count, and ``replay_consistent`` says the replays ended where the episodes did."""
     eps = gt_controller_rollouts(model, ctrl, task, episodes, seed)
-    return {"success_rate": float(eps["success"].float().mean()), "episodes": episodes, "task": task,
+    replayed = replay(export_arrays(eps))
+    return {"success_rate": float(replayed["success"].mean()), "episodes": episodes, "task": task,
+            "success_rate_simulator": float(eps["success"].float().mean()),
+            "replay_consistent": bool(replayed["consistent"].all()), "world": model.world.name,
             "mean_length": float(eps["length"].float().mean()),
-            "mean_colours_completed": float((eps["progress"].max(1).values + eps["success"].long()).float().mean())}
+            "mean_colours_completed": float(replayed["colours_completed"].mean())}
 
 
 def save_gt_controllers(path, ctrl: GTControllers, meta: dict) -> Path:
     return save_checkpoint(path, ctrl.state_dict(), GT_KIND, ctrl.config_dict(), meta)
 
 
-def load_gt_controllers(path, device="cpu") -> tuple[GTControllers, dict]:
+def load_gt_controllers(path, device="cpu", base: GridTransformer | None = None) -> tuple[GTControllers, dict]:
+    """Load ground-truth controllers; with ``base``, refuse controllers made in another world (one line)."""
     state, config, meta = load_checkpoint(path, GT_KIND)
+    if base is not None:
+        check_same_world(base.world, config, f"{path}")
     try:
         ctrl = GTControllers(**config)
     except (TypeError, ValueError) as e:
@@ -336,6 +351,8 @@ def controlled_layer_sweep(model: GridTransformer, cfg: GTControllerConfig, laye
             ctrl = train_gt_controllers(model, c, run, seed, progress)
             ev = evaluate_gt_controllers(model, ctrl, c.eval_episodes, seed)
             rows.append({"layer": layer, "relative_layer": layer - L // 2, "seed": seed, **ev})
+            if run_root:
+                atomic_write_json(Path(run_root) / f"layer{layer}_seed{seed}" / "report.json", rows[-1])
             if progress:
                 print(f"layer {layer} (relative {layer - L // 2:+d}), seed {seed}: success {ev['success_rate']:.3f}")
     return rows
@@ -373,7 +390,8 @@ def cli_gt_controllers(args) -> int:
     if args.report:
         atomic_write_json(args.report, report)
     print(f"GT controllers at layer {ctrl.layer}: success {ev['success_rate']:.4f} over {ev['episodes']} episodes "
-          f"of the held-out task (mean colours completed {ev['mean_colours_completed']:.2f} of 12)")
+          f"of the held-out task (mean colours completed {ev['mean_colours_completed']:.2f} of "
+          f"{len(model.world.heldout_task)})")
     return 0
 
 
@@ -387,18 +405,29 @@ def cli_layer_sweep(args) -> int:
         seeds = tuple(int(x) for x in args.seeds.split(","))
     except ValueError as e:
         raise UserError(str(e)) from None
-    model = load_base_model(args.base, args.device)
+    bases = [args.base, *args.snapshots]
+    models = [load_base_model(b, args.device) for b in bases]  # every checkpoint loads before anything trains
+    model = models[0]
     try:
+        for m, b in zip(models, bases):
+            if m.world.name != model.world.name or m.n_layers != model.n_layers:
+                raise ValueError(f"{b}: a {m.n_layers}-layer {m.world.name} model; {args.base} is a "
+                                 f"{model.n_layers}-layer {model.world.name} one")
         for layer in layers or []:
             default_layer(model, layer)  # validate every layer before creating anything
     except ValueError as e:
         raise UserError(str(e)) from None
     run_root = Path(args.run_dir) if args.run_dir else Run.create("gt-layer-sweep").path
+    rows = []
     try:
-        rows = controlled_layer_sweep(model, cfg, layers, seeds, run_root, progress=not args.quiet)
+        for k, (m, b) in enumerate(zip(models, bases)):
+            root = run_root if k == 0 else run_root / f"base{k}"
+            episodes = int(load_checkpoint(b)[2].get("episodes", 0))
+            rows += [{"base": str(b), "base_episodes": episodes, **r}
+                     for r in controlled_layer_sweep(m, cfg, layers, seeds, root, progress=not args.quiet)]
     except ValueError as e:
         raise UserError(str(e)) from None
-    out = {"base": str(args.base), "n_layers": model.n_layers, "config": cfg.to_dict(),
+    out = {"base": str(args.base), "world": model.world.name, "n_layers": model.n_layers, "config": cfg.to_dict(),
            "command": "python -m irl_core " + " ".join(sys.argv[1:]), "rows": rows}
     atomic_write_json(args.out, out)
     print(f"wrote {args.out}: " + ", ".join(f"layer {r['layer']}: {r['success_rate']:.3f}" for r in rows))
@@ -409,9 +438,9 @@ def cli_gt_rollouts(args) -> int:
     """``gt-rollouts``: the rollout export of DESIGN.md for the ``gt-controllers`` policy."""
     from irl_core.cli import UserError
     from irl_core.pretrain import load_base_model
-    from irl_core.rollouts import export_npz
+    from irl_core.data import export_npz
     model = load_base_model(args.base, args.device)
-    ctrl, _ = load_gt_controllers(args.checkpoint, args.device)
+    ctrl, _ = load_gt_controllers(args.checkpoint, args.device, base=model)
     try:
         eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
     except ValueError as e:

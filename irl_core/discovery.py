@@ -44,7 +44,7 @@ from irl_core.config import preset
 from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   read_json, save_checkpoint, start_or_resume, training_state)
 from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
-from irl_core.data import expert_episodes, training_tensors, trim
+from irl_core.data import expert_episodes, heldout_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
@@ -175,7 +175,7 @@ def metacontroller_loss(model: GridTransformer, meta: MetaController, layer: int
                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], object]:
     """Eq. 3 on a batch of episodes: (loss, detached metrics, :class:`MetaOutput`)."""
     ep = trim(episodes)
-    obs, actions = training_tensors(ep)
+    obs, actions = training_tensors(ep, model.world)
     mask = actions >= 0  # (B, T)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
         e = lower(model, obs[:, :-1], layer)  # (B, T, d)
@@ -201,7 +201,7 @@ def infer(model: GridTransformer, meta: MetaController, layer: int, episodes: di
     betas, nll_sum, kl_sum, n = [], 0.0, 0.0, 0
     for i in range(0, episodes["length"].shape[0], batch):
         part = {k: v[i:i + batch] for k, v in episodes.items()}
-        obs, actions = training_tensors(part, T)
+        obs, actions = training_tensors(part, model.world, T)
         mask = actions >= 0
         out = meta(lower(model, obs[:, :-1], layer), mask, sample=False)
         nll, _ = sequence_nll(upper_logits(model, out.e_hat, layer), actions)
@@ -261,13 +261,6 @@ def load_metacontroller(path, device="cpu", base: str | Path | None = None) -> t
 
 
 # --- training -----------------------------------------------------------------------------------------
-def heldout_set(n: int, seed: int, device) -> dict[str, torch.Tensor]:
-    """``n`` held-out D* episodes: the seed stream of :func:`irl_core.probing.heldout_episodes` (disjoint
-    from training's), rebuilt here so that training does not import scikit-learn."""
-    env = BatchedGridPinpad(n, "pretrain", device, seed=10_000_019 + seed)
-    return trim(expert_episodes(env, 0.0))
-
-
 def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, progress: bool = True,
           base_checkpoint: str | None = None) -> dict:
     """Train (or resume from ``run``) one metacontroller; returns the final result (also in ``result.json``)."""
@@ -276,10 +269,10 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     frozen = cfg.variant != "cotrained"
     params = list(meta.parameters()) + ([] if frozen else list(model.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
-    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed, world=base.world)
     noise = torch.Generator(device=dev)
     noise.manual_seed(seed + 1)
-    eval_set = heldout_set(cfg.eval_episodes, seed, dev)
+    eval_set = heldout_episodes(cfg.eval_episodes, seed, base.world, dev)
     modules = {"meta": meta} if frozen else {"meta": meta, "base": model}
     gens = {"env": env.generator, "noise": noise}
     full_cfg = {"stage": "discover", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
@@ -358,7 +351,7 @@ def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int =
         recorded = read_json(point_dir / "result.json").get("base_checkpoint")
         base = _resolve(recorded) if recorded else None
     meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu", base)
-    r = infer(model, meta, layer, heldout_set(n, seed, torch.device("cpu")))
+    r = infer(model, meta, layer, heldout_episodes(n, seed, model.world, torch.device("cpu")))
     lengths = [int(x) for x in r["length"]]
     ex = {"n": n, "seed": seed,
           "beta": [[round(float(b), 4) for b in row[:k]] for row, k in zip(r["beta"], lengths)],
@@ -472,20 +465,20 @@ def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device
     """Write DESIGN.md's ``switching`` .npz on held-out D* episodes; returns the metrics.
 
     Keys: ``beta`` (N, T) float32, ``subgoal`` (N, T) int8, ``length`` (N,) int — DESIGN.md's format — and,
-    for the app's switching page, ``layout`` (N, 7, 7) int8, ``pos`` (N, T+1) int8 agent cells (−1 pad),
+    for the app's switching page, ``layout`` (N, G, G) int8, ``pos`` (N, T+1) int8 agent cells (−1 pad),
     ``task`` (N, 12) int8 (−1 pad), one float64 scalar per entry of :data:`SWITCHING_METRICS` (the
     alignment over all N episodes) and ``checkpoint`` (str).
     """
     if episodes <= 0:
         raise ValueError(f"the number of episodes must be positive, got {episodes}")
     meta, model, layer, _ = load_metacontroller(checkpoint, device, base)
-    ep = heldout_set(episodes, seed, resolve_device(device))
+    ep = heldout_episodes(episodes, seed, model.world, resolve_device(device))
     r = infer(model, meta, layer, ep)
     metrics = {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
     T = r["beta"].shape[1]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, beta=r["beta"], subgoal=r["subgoal"], length=r["length"],
-                        layout=ep["layout"].cpu().numpy().reshape(-1, 7, 7).astype(np.int8),
+                        layout=ep["layout"].cpu().numpy().reshape(-1, model.world.size, model.world.size).astype(np.int8),
                         pos=ep["pos"][:, :T + 1].cpu().numpy().astype(np.int8),
                         task=ep["task"].cpu().numpy().astype(np.int8),
                         checkpoint=np.array(str(checkpoint)),

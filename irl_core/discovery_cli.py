@@ -44,6 +44,28 @@ def _gt_rollouts(args):
     return cli_gt_rollouts(args)
 
 
+def _control_reading(args) -> int:
+    import json
+    from irl_core.checkpoints import atomic_write_json
+    from irl_core.control_reading import control_reading
+    from irl_core.controllers import load_gt_controllers
+    from irl_core.pretrain import load_base_model
+    if args.episodes < 4:
+        raise _user_error(f"--episodes must be at least 4 (a quarter are held out for testing), got {args.episodes}")
+    model = load_base_model(args.base, args.device)
+    ctrls = [load_gt_controllers(c, args.device, base=model)[0] for c in args.controllers]
+    try:
+        out = control_reading(model, ctrls, args.read_layer, args.episodes, args.seed)
+    except ValueError as e:
+        raise _user_error(str(e)) from None
+    out.update(base=str(args.base), controllers=list(args.controllers),
+               command="python -m irl_core " + " ".join(sys.argv[1:]))
+    atomic_write_json(args.out, out)
+    print(json.dumps({"clean": out["clean"], "rows": out["rows"]}, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _discover(args) -> int:
     import torch
     from irl_core.controllers import load_base_for_layer
@@ -135,6 +157,9 @@ def register(sub) -> None:
     p.add_argument("--episodes", type=int, help="held-out-task evaluation episodes per point")
     p.add_argument("--run-dir", help="directory of the per-layer runs (resumable)")
     p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/grid/reports/controllers_layers.json)")
+    p.add_argument("--snapshots", nargs="+", default=[],
+                   help="more base checkpoints of the same world to sweep too (e.g. a pretraining run's "
+                        "checkpoints/step<N>): controllability over training")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
     _common(p)
@@ -148,6 +173,17 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output .npz file")
     _common(p)
     p.set_defaults(handler=_gt_rollouts)
+
+    p = sub.add_parser("control-reading", help="what GT controllers at given layers do to the model's reading of "
+                                               "its subgoal and of the layout (probes downstream of the controls)")
+    p.add_argument("--controllers", nargs="*", default=[],
+                   help="gt-controllers checkpoints trained on --base (e.g. at layer 0 and at L/2); none: only the "
+                        "uncontrolled readings, layer by layer")
+    p.add_argument("--read-layer", type=int, help="layer the probes read (default: one above the highest controlled layer)")
+    p.add_argument("--episodes", type=int, default=600, help="held-out D* episodes (default 600)")
+    p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/grid5/reports/control_reading.json)")
+    _common(p)
+    p.set_defaults(handler=_control_reading)
 
     p = sub.add_parser("compile", help="train the CompILE baseline (codes and segments from raw observations)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A11) (default cpu)")

@@ -241,7 +241,7 @@ class InternalEnv:
     def __init__(self, model: GridTransformer, meta: MetaController, layer: int, batch: int, tasks="heldout",
                  device="cpu", seed: int = 0, threshold: float = 0.5):
         self.model, self.meta, self.layer, self.B, self.threshold = model, meta, layer, batch, threshold
-        self.env = BatchedGridPinpad(batch, tasks, device, seed=seed)
+        self.env = BatchedGridPinpad(batch, tasks, device, seed=seed, world=model.world)
         self.t_max = self.env.t_max
 
     @torch.no_grad()
@@ -566,7 +566,7 @@ def policy_rollouts(path, episodes: int, seed: int = 0, device="cpu", greedy: bo
         parts.append({k: v.cpu() for k, v in {**ro.episodes, "pos": ro.data["pos"], "actions": ro.data["actions"],
                                              "success": ro.success, "length": ro.length, "decisions": ro.decisions}.items()})
     out = {k: torch.cat([p[k] for p in parts])[:episodes] for k in parts[0]}
-    return out, {"success": float(out["success"].float().mean())}
+    return out, {"success": float(out["success"].float().mean()), "world": model.world.name}
 
 
 def curve_summary(rows: list[list[dict]], key: str = "charts/success_rate") -> dict[str, list[float]]:

@@ -16,6 +16,11 @@ run directory holds:
   log) and ``exit_code`` otherwise, ``cancelled`` on SIGTERM (raised as ``KeyboardInterrupt``, so
   ``Run.recording`` stores the step; the stage's last checkpoint stays and ``resume`` continues from it).
 
+One writer per run directory (``irl_core.runs``): ``submit`` and ``resume`` take the run's lock before they
+look at its status, refuse one owned by a live process (a job, a direct CLI run, the app's), and hand the
+lock to the worker they start, which keeps it until it exits. ``submit`` validates the command's arguments
+(``irl_core.cli.validate``) before it creates the run directory.
+
 ``LocalBackend`` (the default) starts ``python -m irl_core.jobs <run_dir>`` in a new session, so that
 closing the app or the shell does not stop it. A Ray backend is not implemented (ray is not installed):
 it would implement the same ``JobBackend`` methods with ``ray.remote(work).options(num_gpus=...)`` for
@@ -41,9 +46,9 @@ from typing import Protocol, Sequence
 import torch
 
 from irl_core.checkpoints import REPO_ROOT, atomic_write_json
-from irl_core.cli import UserError, build_parser, main
+from irl_core.cli import UserError, build_parser, main, validate
 from irl_core.device import available_devices, resolve_device
-from irl_core.runs import STATUSES, Run, runs_root
+from irl_core.runs import LOCK_FD_ENV, STATUSES, Run, RunBusy, adopt_lock, lock_run_dir, runs_root, write_holder
 
 __all__ = ["JobBackend", "JobError", "LocalBackend", "available_devices", "default_backend", "list_runs",
            "run_status", "tail_log", "work"]
@@ -95,14 +100,18 @@ class LocalBackend:
         run_dir = run_dir or args.run_dir
         stage = stage or args.command
         run = Run(Path(run_dir).resolve()) if run_dir else Run.create(stage)
-        current = run_status(run.path)["status"]
-        if current in ACTIVE:
-            raise JobError(f"{run.path} is already {current}; cancel it first or use another run directory")
-        job = {"argv": argv if args.run_dir else [*argv, "--run-dir", str(run.path)], "stage": stage,
-               "cwd": os.getcwd(), "env": {k: v for k, v in os.environ.items() if k.startswith("IRL_")},
-               "device": device, "created": time.time(), "backend": "local"}
-        atomic_write_json(run.path / "job.json", job)
-        _launch(run, job)
+        lock = _lock(run.path)
+        try:
+            current = run_status(run.path)["status"]
+            if current in ACTIVE:
+                raise JobError(f"{run.path} is already {current}; cancel it first or use another run directory")
+            job = {"argv": argv if args.run_dir else [*argv, "--run-dir", str(run.path)], "stage": stage,
+                   "cwd": os.getcwd(), "env": {k: v for k, v in os.environ.items() if k.startswith("IRL_")},
+                   "device": device, "created": time.time(), "backend": "local"}
+            atomic_write_json(run.path / "job.json", job)
+            _launch(run, job, lock)
+        finally:
+            os.close(lock)  # the worker holds its own copy now
         return run.path
 
     def status(self, run_dir: str | os.PathLike) -> dict:
@@ -145,12 +154,17 @@ class LocalBackend:
         job, problem = _read_json(path / "job.json")
         if problem or not isinstance(job, dict) or not isinstance(job.get("argv"), list):
             raise JobError(f"{path / 'job.json'}: {problem or 'no argv'}; submit the command again")
-        _launch(Run(path), job)
+        lock = _lock(path)
+        try:
+            _launch(Run(path), job, lock)
+        finally:
+            os.close(lock)
         return path
 
 
 def _parse(argv: list[str]):
-    """The argparse namespace of an irl_core command, or a one-line JobError (unknown command or option)."""
+    """The argparse namespace of an irl_core command, validated (``irl_core.cli.validate``), or a one-line
+    JobError (unknown command or option, bad preset, count ≤ 0, ...)."""
     if not argv:
         raise JobError("empty command; give an irl_core command such as: pretrain --preset tiny")
     out = StringIO()
@@ -162,17 +176,32 @@ def _parse(argv: list[str]):
         raise JobError(f"invalid command {' '.join(argv)!r}: {problem}") from None
     if args.command == "jobs" or not hasattr(args, "run_dir"):
         raise JobError(f"{args.command!r} has no --run-dir option, so it cannot run as a job")
+    try:
+        validate(args)
+    except UserError as e:
+        raise JobError(f"invalid command {' '.join(argv)!r}: {e}") from None
     return args
 
 
-def _launch(run: Run, job: dict) -> None:
-    """Start the worker detached and record ``queued`` with its pid before letting it go."""
-    env = {**os.environ, **job.get("env", {}), "PYTHONUNBUFFERED": "1",
+def _lock(path: Path) -> int:
+    """The run's lock for a submitter (handed to its worker by ``_launch``), or a JobError naming its owner."""
+    try:
+        return lock_run_dir(path)
+    except RunBusy as e:
+        raise JobError(str(e)) from None
+
+
+def _launch(run: Run, job: dict, lock: int) -> None:
+    """Start the worker detached, handing it ``lock`` (the run's locked descriptor), and record ``queued`` with
+    its pid before letting it go."""
+    env = {**os.environ, **job.get("env", {}), "PYTHONUNBUFFERED": "1", LOCK_FD_ENV: str(lock),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
     with open(run.path / "log.txt", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "irl_core.jobs", str(run.path)], cwd=job.get("cwd"), env=env,
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(lock,))
     try:
+        write_holder(lock, proc.pid)
         run.set_status("queued", pid=proc.pid, device=job.get("device"), backend="local")
     finally:
         proc.stdin.close()  # the worker waits for this, so its own status writes come after ours
@@ -189,7 +218,14 @@ def work(run_dir: str | os.PathLike) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     run, error = Run(run_dir), None
     try:
+        if not adopt_lock(run.path):  # started by hand, not by _launch: take the lock ourselves
+            run.claim()
+    except RunBusy as e:  # someone else's run: record nothing in it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         sys.stdin.read()  # until submit has recorded our pid
+        run.set_status("queued", sid=os.getsid(0))  # our own session (start_new_session): closing the shell spares us
         job, problem = _read_json(run.path / "job.json")
         if problem:
             raise JobError(f"{run.path / 'job.json'}: {problem}")
@@ -225,6 +261,7 @@ def _record_outcome(run: Run, code: int, error: str | None) -> None:
         if recorded != "failed":
             log = _log_text(run.path / "log.txt")
             last = next((l.strip() for l in reversed(log.splitlines()) if l.strip()), "")
+            last = last.removeprefix("error: ")  # main's one-line error, recorded once as ``error``
             extra.update(error=error or last or f"exit status {code}", error_tail=log[-4000:])
     run.set_status(status, **extra)
 
@@ -287,12 +324,26 @@ def _mark_stale(path: Path, st: dict) -> dict:
     now, _ = _read_json(path / "status.json")
     if isinstance(now, dict) and now.get("status") not in ACTIVE:
         return now
+    lock = None
+    for attempt in range(10):  # a process killed a moment ago may still be releasing its descriptors
+        try:
+            lock = lock_run_dir(path)  # a live owner (one that has not written its status yet) is not stale
+            break
+        except RunBusy:
+            if attempt == 9:
+                return st
+            time.sleep(0.05)
+        except OSError:
+            break
     try:
         Run(path).set_status("failed", pid=st["pid"], host=st.get("host"), error=STALE_ERROR,
                              error_tail=_log_text(path / "log.txt")[-4000:])
         return Run(path).status() or st
     except OSError:  # a read-only copy of the runs: report it without recording
         return {**st, "status": "failed", "error": STALE_ERROR}
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 def _alive(pid: int, since: float | None = None) -> bool:

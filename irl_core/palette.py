@@ -1,7 +1,8 @@
 """One colour palette shared by the environments' drawings, the app's charts and their legends.
 
 Colour ``i`` of the gridworld (0..7) and of the ant (0..3, the first four) is ``COLOURS[i]``; the
-abstract actions of the grid (pairs A=0-1, B=2-3, C=4-5, D=6-7) use ``SUBGOAL_COLOURS``.
+abstract actions of the paper's grid (pairs A=0-1, B=2-3, C=4-5, D=6-7) use ``SUBGOAL_COLOURS``; where a
+subgoal is a colour (``grid5``, the ant) it is drawn in that colour (:func:`subgoal_palette`).
 """
 from __future__ import annotations
 
@@ -23,10 +24,24 @@ SUBGOAL_NAMES: tuple[str, ...] = ("A (0-1)", "B (2-3)", "C (4-5)", "D (6-7)")
 SUBGOAL_COLOURS: tuple[str, ...] = ("#8dd3c7", "#fdb462", "#bebada", "#fb8072")
 
 
+def subgoal_palette(kind: str = "pair") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(names, colours)`` of the subgoals: the pairs A..D (``kind="pair"``) or the colours 0..3 (``"colour"``)."""
+    if kind == "pair":
+        return SUBGOAL_NAMES, SUBGOAL_COLOURS
+    return tuple(f"{c} ({COLOUR_NAMES[c]})" for c in range(4)), COLOURS[:4]
+
+
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     """``"#e6194b"`` → ``(230, 25, 75)``."""
     colour = colour.lstrip("#")
     return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+def subgoal_palette(kind: str = "pair") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(names, colours)`` of the subgoals: the pairs A..D (``kind="pair"``) or the colours 0..3 (``"colour"``)."""
+    if kind == "pair":
+        return SUBGOAL_NAMES, SUBGOAL_COLOURS
+    return tuple(f"{c} ({COLOUR_NAMES[c]})" for c in range(4)), COLOURS[:4]
 
 
 def hex_to_rgba01(colour: str, alpha: float = 1.0) -> tuple[float, float, float, float]:

@@ -6,9 +6,9 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from irl_core.envs.grid import G, WALL
-from irl_core.palette import (AGENT, COLOURS, EMPTY, SUBGOAL_COLOURS, SUBGOAL_NAMES, WALL as WALL_COLOUR,
-                             hex_to_rgb)
+from irl_core.envs.grid_render import grid_side
+from irl_core.envs.worlds import WALL
+from irl_core.palette import AGENT, COLOURS, EMPTY, WALL as WALL_COLOUR, hex_to_rgb, subgoal_palette
 
 
 def text_colour(background: str) -> str:
@@ -26,7 +26,7 @@ def figure_from_dicts(data: list[dict], layout: dict, frames: list[dict] | None 
 
 def grid_figure(layout: np.ndarray, agent: int | None = None, path: Sequence[int] | None = None,
                 size: int = 360) -> go.Figure:
-    """A gridworld layout ((49,) or (7,7) codes) with its colours numbered, the walls, the agent and a path."""
+    """A gridworld layout ((G²,) or (G, G) codes, any world) with its colours numbered, the walls, the agent and a path."""
     return figure_from_dicts(*_grid_dicts(layout, agent, path, size))
 
 
@@ -38,6 +38,7 @@ def _grid_dicts(layout: np.ndarray, agent: int | None = None, path: Sequence[int
     traces draw much faster in the browser than 49 shapes and 49 annotations, which matters on the Steering
     page where every new code redraws two grids.
     """
+    G = grid_side(layout)
     layout = np.asarray(layout).reshape(G, G)
     palette = [EMPTY, WALL_COLOUR, *COLOURS]  # heatmap value i + 0.5 → palette[i]
     index = np.where(layout >= 0, layout + 2, np.where(layout == WALL, 1, 0))
@@ -80,6 +81,7 @@ def rollout_figure(r: dict, size: int = 380) -> go.Figure:
     path = np.asarray(r["path"])
     n = len(r["path"]) - 1
     t0 = min(r["t0"], n + 1)
+    G = grid_side(r["layout"])
     xs, ys = (path % G + 0.5).tolist(), (path // G + 0.5).tolist()
 
     end = min(r["end_step"], n)  # the paper's rules end the episode here; later steps are the diagnostic's
@@ -151,8 +153,9 @@ def _segments(subgoal: np.ndarray) -> list[tuple[int, int, int]]:
 
 def switching_timeline(beta: Sequence[float], subgoal: Sequence[int], length: int | None = None,
                        t: int | None = None, threshold: float = 0.5, height: int = 260, title: str | None = None,
-                       legend: bool = True) -> go.Figure:
-    """Fig. 6 / A3: the gate β_t over time on bands coloured by the ground-truth subgoal (colour pair).
+                       legend: bool = True, subgoals: str = "pair") -> go.Figure:
+    """Fig. 6 / A3: the gate β_t over time on bands coloured by the ground-truth subgoal (the colour pair, or
+    the colour itself with ``subgoals="colour"``).
 
     ``beta``, ``subgoal`` per step (cut to ``length``); ``t`` draws a marker line at that step; steps with
     β > ``threshold`` (switches) are drawn as diamonds.
@@ -160,6 +163,7 @@ def switching_timeline(beta: Sequence[float], subgoal: Sequence[int], length: in
     n = len(beta) if length is None else int(length)
     beta, subgoal = np.asarray(beta, dtype=float)[:n], np.asarray(subgoal)[:n]
     shapes, notes, data = [], [], []
+    SUBGOAL_NAMES, SUBGOAL_COLOURS = subgoal_palette(subgoals)
     for start, end, g in _segments(subgoal):
         if g < 0:
             continue
@@ -230,8 +234,9 @@ def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[
     return fig
 
 
-def subgoal_legend_html() -> str:
+def subgoal_legend_html(subgoals: str = "pair") -> str:
     """The subgoal (abstract action) colours of the timelines as a one-line legend (st.markdown, unsafe HTML)."""
+    SUBGOAL_NAMES, SUBGOAL_COLOURS = subgoal_palette(subgoals)
     chips = "".join(
         f"<span style='white-space:nowrap;margin-right:1em'><span style='display:inline-block;width:1em;height:1em;"
         f"vertical-align:-0.15em;border-radius:2px;background:{c}'></span> subgoal {n}</span>"

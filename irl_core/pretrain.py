@@ -2,8 +2,10 @@
 
 Each step draws ``batch_size`` fresh episodes from the batched env and the DP expert (no data loader,
 no dataset on disk: the paper does not give a dataset size, and fresh episodes cannot be overfitted),
-rebuilds their observations from layouts and agent cells, and takes one AdamW step. On CUDA the step
-runs under bf16 autocast with fused AdamW; the same code runs on the CPU in fp32.
+rebuilds their observations from layouts and agent cells, and takes one AdamW step. The world
+(``cfg.world``: ``grid7`` or ``grid5``) is recorded in the model's config. On CUDA the step runs under bf16
+autocast with fused AdamW; on a CPU with native bf16 (AVX-512 BF16 or AMX) under CPU bf16 autocast, which is
+1.5× faster there (BENCHMARKS.md), else in fp32 (``precision`` chooses; weights and optimizer stay fp32).
 
 The run directory holds ``metrics.jsonl`` (``losses/action_nll``, ``losses/obs_nll``,
 ``charts/action_acc``, ``eval/action_acc``, ``charts/episodes``, ``charts/SPS``) and
@@ -25,8 +27,9 @@ from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_check
 from irl_core.config import PRETRAIN_PRESETS, PretrainConfig, preset
 from irl_core.data import expert_episodes, training_tensors
 from irl_core.device import resolve_device
-from irl_core.machine import describe_machine
+from irl_core.machine import cpu_has_native_bf16, describe_machine
 from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.envs.worlds import get_world
 from irl_core.models.transformer import KIND, GridTransformer, TransformerConfig, pretrain_loss
 from irl_core.runs import Run
 
@@ -38,6 +41,14 @@ def learning_rate(cfg: PretrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def autocast_for(precision: str, device: torch.device):
+    """The autocast context of ``precision`` (fp32, bf16 or auto, see the module docstring) on ``device``."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    bf16 = precision == "bf16" or (precision == "auto" and (device.type == "cuda" or cpu_has_native_bf16()))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def accumulate_gradients(model: GridTransformer, episodes: dict[str, torch.Tensor], cfg: PretrainConfig,
@@ -58,7 +69,7 @@ def accumulate_gradients(model: GridTransformer, episodes: dict[str, torch.Tenso
         if len(part) == 0:
             continue
         with torch.no_grad():
-            obs, actions = training_tensors({k: v[part] for k, v in episodes.items()})
+            obs, actions = training_tensors({k: v[part] for k, v in episodes.items()}, model.world)
         share = float((actions >= 0).sum()) / total
         with amp:
             loss, m = pretrain_loss(model, obs, actions, cfg.obs_coef)
@@ -97,7 +108,7 @@ def evaluate(model: GridTransformer, episodes: dict[str, torch.Tensor], batch: i
     N = episodes["length"].shape[0]
     for i in range(0, N, batch):
         part = {k: v[i:i + batch] for k, v in episodes.items()}
-        obs, actions = training_tensors(part)
+        obs, actions = training_tensors(part, model.world)
         logits, _ = model(obs[:, :-1])
         mask = actions >= 0
         lp = torch.log_softmax(logits[mask].float(), -1)
@@ -120,8 +131,8 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     model = GridTransformer(cfg.model_config()).to(dev)
     init_episodes = initialise_from(model, cfg) if cfg.init_from else 0
     opt = _optimizer(model, cfg, dev)
-    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
-    eval_env = BatchedGridPinpad(cfg.eval_episodes, cfg.tasks, dev, seed=seed + 7919)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed, world=cfg.world)
+    eval_env = BatchedGridPinpad(cfg.eval_episodes, cfg.tasks, dev, seed=seed + 7919, world=cfg.world)
     eval_set = expert_episodes(eval_env, 0.0)
     last = run.checkpoint_dir / "last"
     step = 0
@@ -131,7 +142,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
         run.truncate_metrics(step)
     run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), **cfg.to_dict()})
     run.set_status("running", device=str(dev), step=step)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = autocast_for(cfg.precision, dev)
     episodes_seen = init_episodes + step * cfg.batch_size
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
@@ -210,7 +221,9 @@ def cli_pretrain(args) -> int:
         cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
                      encoder=args.encoder, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
                      warmup_steps=args.warmup_steps, chunks=args.chunks, init_from=args.init,
-                     snapshot_every=args.snapshot_every, obs_coef=args.obs_coef)
+                     snapshot_every=args.snapshot_every, obs_coef=args.obs_coef, world=args.world,
+                     precision=args.precision)
+        get_world(cfg.world)
     except ValueError as e:
         from irl_core.cli import UserError
         raise UserError(str(e)) from None

@@ -27,6 +27,12 @@ REPORT_COMMANDS = {
     "internal_rl": "bash scripts/reproduce_grid_rl.sh",
     "discovery": "python -m irl_core sweep --base {set}/base --variants frozen,cotrained --seeds 0,1,2 "
                  "--table {set}/reports/discovery.json",
+    "controllers_layers": "python -m irl_core layer-sweep --base {set}/base --seeds 0,1,2 "
+                          "--out {set}/reports/controllers_layers.json",
+    "controllers_snapshots": "python -m irl_core layer-sweep --base <snapshot> --snapshots <snapshots …> --layers 0,3 "
+                             "--out {set}/reports/controllers_snapshots.json (scripts/reproduce_grid5.sh)",
+    "control_reading": "python -m irl_core control-reading --base {set}/base --controllers {set}/gt_controllers_layer0 "
+                       "{set}/gt_controllers --out {set}/reports/control_reading.json",
 }
 SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fraction", "switches", "true_changes",
                      "mean_length")  # the scalars of irl_core.discovery.export_switching

@@ -2,7 +2,9 @@
 
 The base model acts through its KV-cached incremental :meth:`~irl_core.models.transformer.GridTransformer.step`
 (one new observation per step, all episodes in lockstep), sampling its action (or taking the most
-likely one with ``greedy=True``).
+likely one with ``greedy=True``). The world is the model's (``model.world``) or, for the expert, a
+``world`` argument. Exports and their replay under the rules are :func:`irl_core.data.export_npz` and
+:func:`irl_core.data.replay`.
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irl_core.data import Policy, expert_policy, run_episodes
+from irl_core.data import Policy, export_npz, expert_policy, run_episodes
 from irl_core.device import resolve_device
-from irl_core.envs.grid import G, BatchedGridPinpad
-from irl_core.envs.tasks import format_task, pretrain_tasks, task_set
+from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.envs.tasks import format_task, task_set
+from irl_core.envs.worlds import GridWorld, get_world
 from irl_core.models.transformer import GridTransformer
 
 
@@ -47,32 +50,41 @@ def visited_colours(episodes: dict[str, torch.Tensor]) -> list[list[int]]:
     return out
 
 
-def sequence_statistics(visited: list[list[int]]) -> dict[str, float]:
-    """How often the first colours visited spell a pretraining task, the held-out task, or a pair (x, x^1)."""
-    pre = {tuple(t) for t in pretrain_tasks("grid")}
-    heldout = tuple(task_set("heldout", "grid")[0])
+def sequence_statistics(visited: list[list[int]], world: GridWorld) -> dict[str, float]:
+    """How often the first colours visited spell a pretraining task or the held-out task (and, in a world of
+    pair subgoals, a pair (x, x^1))."""
+    pre = {tuple(t) for t in world.pretrain_tasks}
+    heldout = tuple(world.heldout_task)
+    n_pre = max(len(t) for t in pre)
     n = max(1, len(visited))
-    first6 = [tuple(v[:6]) for v in visited]
-    pair_ok = [len(v) >= 2 and v[1] == (v[0] ^ 1) for v in visited]
-    return {
-        "follows_pretraining_task": sum(f in pre for f in first6) / n,
-        "prefix_of_pretraining_task": sum(any(t[:len(f)] == f for t in pre) for f in first6) / n,
-        "follows_heldout_task": sum(tuple(v[:12]) == heldout for v in visited) / n,
-        "first_pair_completed": sum(pair_ok) / n,
+    first = [tuple(v[:n_pre]) for v in visited]
+    out = {
+        "follows_pretraining_task": sum(f in pre for f in first) / n,
+        "prefix_of_pretraining_task": sum(any(t[:len(f)] == f for t in pre) for f in first) / n,
+        "follows_heldout_task": sum(tuple(v[:len(heldout)]) == heldout for v in visited) / n,
         "mean_colours_visited": float(np.mean([len(v) for v in visited])) if visited else 0.0,
     }
+    if world.subgoal == "pair":
+        out["first_pair_completed"] = sum(len(v) >= 2 and v[1] == (v[0] ^ 1) for v in visited) / n
+    return out
 
 
 def rollout(policy_name: str, task: str, episodes: int, seed: int = 0, device="cpu", model: GridTransformer | None = None,
-            greedy: bool = False, end_on_wrong: bool = True, batch_size: int = 1024) -> dict[str, torch.Tensor]:
-    """Run ``episodes`` episodes of the expert or the base model; returns the tensors of :func:`run_episodes`."""
+            greedy: bool = False, end_on_wrong: bool = True, batch_size: int = 1024,
+            world: str | GridWorld | None = None) -> dict[str, torch.Tensor]:
+    """Run ``episodes`` episodes of the expert or the base model; returns the tensors of :func:`run_episodes`.
+
+    The world is the model's; the expert's is ``world`` (default ``grid7``)."""
+    if episodes <= 0:
+        raise ValueError(f"the number of episodes must be positive, got {episodes}")
     dev = resolve_device(device)
-    tasks = task_set(task, "grid")
+    world = model.world if model is not None else get_world(world)
+    tasks = task_set(task, world)
     parts = []
     done = 0
     while done < episodes:
         b = min(batch_size, episodes - done)
-        env = BatchedGridPinpad(b, tasks, dev, seed=seed * 1_000_003 + done, end_on_wrong=end_on_wrong)
+        env = BatchedGridPinpad(b, tasks, dev, seed=seed * 1_000_003 + done, end_on_wrong=end_on_wrong, world=world)
         if policy_name == "expert":
             policy = expert_policy(env.generator)
         elif policy_name == "base":
@@ -86,20 +98,6 @@ def rollout(policy_name: str, task: str, episodes: int, seed: int = 0, device="c
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def export_npz(path: str | Path, episodes: dict[str, torch.Tensor], **extra) -> None:
-    """Write rollouts in DESIGN.md's grid format (layout, start, task, actions, success)."""
-    start = episodes["pos"][:, 0].long()
-    data = {
-        "layout": episodes["layout"].numpy().astype(np.int8).reshape(-1, G, G),
-        "start": np.stack([(start // G).numpy(), (start % G).numpy()], 1).astype(np.int64),
-        "task": episodes["task"].numpy().astype(np.int8),
-        "actions": episodes["actions"].numpy().astype(np.int8),
-        "success": episodes["success"].numpy().astype(bool),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **data, **extra)
-
-
 def cli_rollouts(args) -> int:
     from irl_core.cli import UserError
     if args.env == "ant":
@@ -107,23 +105,28 @@ def cli_rollouts(args) -> int:
         return ant_cli.rollouts(args)
     if args.policy not in ("expert", "base", "gt-controllers", "internal-rl"):
         raise UserError(f"unknown grid policy {args.policy!r}; expected 'expert', 'base', 'gt-controllers' or 'internal-rl'")
+    if args.episodes <= 0:
+        raise UserError(f"--episodes must be positive, got {args.episodes}")
     model = None
+    world = get_world(args.world)
     if args.policy in ("base", "gt-controllers"):
         from irl_core.pretrain import load_base_model
         model = load_base_model(args.checkpoint, args.device)
+        world = model.world
     if args.policy == "gt-controllers":
         from irl_core.controllers import gt_controller_rollouts, load_gt_controllers
-        ctrl, _ = load_gt_controllers(args.controllers, args.device)
+        ctrl, _ = load_gt_controllers(args.controllers, args.device, base=model)
         eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
     elif args.policy == "internal-rl":
         from irl_core.internal_rl import policy_rollouts
-        eps, _ = policy_rollouts(args.policy_checkpoint, args.episodes, args.seed, args.device, args.greedy, args.task)
+        eps, info = policy_rollouts(args.policy_checkpoint, args.episodes, args.seed, args.device, args.greedy, args.task)
+        world = get_world(info["world"])
     else:
         eps = rollout(args.policy, args.task, args.episodes, args.seed, args.device, model, args.greedy,
-                      end_on_wrong=not args.no_cut)
+                      end_on_wrong=not args.no_cut, world=world)
     export_npz(args.out, eps)
-    stats = sequence_statistics(visited_colours(eps))
-    tasks = ", ".join(format_task(t) for t in task_set(args.task, "grid")[:3])
+    stats = sequence_statistics(visited_colours(eps), world)
+    tasks = ", ".join(format_task(t) for t in task_set(args.task, world)[:3])
     print(f"wrote {args.out}: {args.episodes} episodes of {args.policy} on {tasks}{'…' if args.task == 'pretrain' else ''}; "
           f"success {eps['success'].float().mean():.4f}, mean length {eps['length'].float().mean():.1f}, "
           f"first colours spell a pretraining task in {stats['follows_pretraining_task']:.3f}")

@@ -1,9 +1,22 @@
 """Run directories: ``runs/<stage>/<run-id>/`` with ``config.json``, ``status.json``, ``metrics.jsonl``
 and ``checkpoints/`` (DESIGN.md). Every write is atomic except the append-only metrics log, whose
 lines are written whole and flushed, and which a reader tolerates ending in a partial line.
+
+**One writer per run directory.** A process that writes a run owns it through an exclusive ``fcntl.flock``
+on ``<run>/.lock``, taken by :meth:`Run.claim` (called by ``write_config``, ``truncate_metrics`` and
+``set_status("running")``, so every stage takes it before it resumes or writes anything) and held until the
+process exits. A second writer, started directly, as a job or from the app, gets :class:`RunBusy`, one line
+naming the holder's pid and host (written into the lock file). The kernel drops a flock when its process
+dies, however it dies (``kill -9`` included), so a stale ``.lock`` file never blocks a resume: only a live
+holder does. A job's submitter takes the lock and hands it to the worker it starts (an inherited
+descriptor, ``_IRL_LOCK_FD``), so nothing can slip in between submit and start. Choices: flock rather than a
+pid file (no stale-pid guessing, no recycled pids); the lock is advisory, so it binds this project's
+writers only; on network filesystems it is as good as the filesystem's flock emulation.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -14,10 +27,68 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from irl_core.checkpoints import REPO_ROOT, atomic_write_bytes, atomic_write_json, read_json
+from irl_core.checkpoints import REPO_ROOT, atomic_write_bytes, atomic_write_json, naming, read_json
+from irl_core.cli import UserError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 _OUTCOME_KEYS = ("error", "error_tail", "exit_code", "finished", "note")  # dropped when a run starts again
+LOCK_NAME = ".lock"
+LOCK_FD_ENV = "_IRL_LOCK_FD"  # not IRL_*: jobs copy IRL_* variables into job.json
+_HELD: dict[str, int] = {}  # run directory (resolved) -> descriptor holding its flock in this process
+
+
+class RunBusy(UserError):
+    """Another live process owns this run directory (one line, naming its pid and host)."""
+
+
+def lock_run_dir(path: str | os.PathLike) -> int:
+    """Take the exclusive flock of run directory ``path`` without waiting; returns its descriptor (close it to
+    let go) or raises :class:`RunBusy`. Records this process as the holder in the lock file."""
+    lock = Path(path) / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        raise RunBusy(f"{Path(path)} is in use by {_holder(lock)}; wait for it to finish, cancel it, "
+                      f"or use another --run-dir") from None
+    write_holder(fd)
+    return fd
+
+
+def write_holder(fd: int, pid: int | None = None) -> None:
+    """Name the lock's holder in the lock file: this process, or ``pid`` (a worker it is handed to)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": pid or os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode(), 0)
+
+
+def _holder(lock: Path) -> str:
+    try:
+        h = json.loads(lock.read_text())
+        return f"pid {h['pid']} on host {h['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"  # it has the lock but has not written its name yet
+
+
+def adopt_lock(path: str | os.PathLike) -> bool:
+    """In a job's worker: take over the lock its submitter handed down (``$_IRL_LOCK_FD``) when it is the lock
+    of ``path``; returns whether it did. The variable is removed so that children do not adopt it too."""
+    fd = os.environ.pop(LOCK_FD_ENV, None)
+    if fd is None:
+        return False
+    try:
+        fd = int(fd)
+        mine, theirs = os.fstat(fd), os.stat(Path(path) / LOCK_NAME)
+    except (ValueError, OSError):
+        return False
+    if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+        return False
+    os.set_inheritable(fd, False)  # pass_fds made it inheritable; the stage's own children must not keep it
+    _HELD[str(Path(path).resolve())] = fd
+    write_holder(fd)
+    return True
 
 
 def runs_root() -> Path:
@@ -38,6 +109,19 @@ class Run:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "checkpoints").mkdir(exist_ok=True)
 
+    def claim(self) -> None:
+        """Own this run directory for the rest of the process (see the module docstring); a no-op when this
+        process already does, :class:`RunBusy` when another live process does."""
+        key = str(self.path.resolve())
+        if key not in _HELD:
+            _HELD[key] = lock_run_dir(self.path)
+
+    def release(self) -> None:
+        """Let go of the run directory before the process ends (tests, long-lived callers)."""
+        fd = _HELD.pop(str(self.path.resolve()), None)
+        if fd is not None:
+            os.close(fd)
+
     @classmethod
     def create(cls, stage: str, run_id: str | None = None, root: str | os.PathLike | None = None) -> "Run":
         """``<root>/<stage>/<run_id>``; without ``run_id`` a new directory (``-2``, ``-3``... within one second)."""
@@ -56,6 +140,7 @@ class Run:
 
     # --- config and status -------------------------------------------------------------------------
     def write_config(self, config: Any) -> None:
+        self.claim()
         atomic_write_json(self.path / "config.json", asdict(config) if is_dataclass(config) else config)
 
     def read_config(self) -> dict:
@@ -64,6 +149,8 @@ class Run:
     def set_status(self, status: str, **extra: Any) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        if status == "running":
+            self.claim()
         current = self.status() or {}
         if status in ("queued", "running"):  # started again: the previous outcome no longer applies
             current = {k: v for k, v in current.items() if k not in _OUTCOME_KEYS}
@@ -104,15 +191,19 @@ class Run:
     # --- metrics -------------------------------------------------------------------------------------
     def log(self, step: int, **metrics: Any) -> None:
         line = json.dumps({"step": int(step), "time": time.time(), **metrics})
-        with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(line + "\n")
-            f.flush()
+        try:
+            with open(self.path / "metrics.jsonl", "a") as f:
+                f.write(line + "\n")
+                f.flush()
+        except OSError as e:
+            raise naming(e, self.path / "metrics.jsonl") from None
 
     def metrics(self) -> list[dict]:
         return list(iter_metrics(self.path / "metrics.jsonl"))
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop metric lines logged after ``after_step`` (a resumed run re-logs them from its checkpoint)."""
+        self.claim()
         rows = [r for r in self.metrics() if r.get("step", 0) <= after_step]
         atomic_write_bytes(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
 

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 
 from irl_core.controllers import Control, GTControllers, apply_control, lower, upper_logits
-from irl_core.data import training_tensors
-from irl_core.envs.grid import T_MAX, BatchedGridPinpad, GridBatch
-from irl_core.envs.tasks import format_task, subgoal_of_colour, task_set
+from irl_core.data import heldout_episodes, training_tensors
+from irl_core.envs.grid import BatchedGridPinpad, GridBatch
+from irl_core.envs.tasks import format_task, task_set
+from irl_core.envs.worlds import GridWorld, get_world
 from irl_core.metacontroller import MetaController
 from irl_core.models.transformer import GridTransformer
 
@@ -88,7 +89,7 @@ def code_control(meta: MetaController, z) -> ControlFn:
 def gt_control(ctrl: GTControllers, subgoal: int | str) -> ControlFn:
     """A ground-truth controller: U^{(g)} for a fixed g in 0..K−1, or ``"gt-sequence"`` (g from the env's progress)."""
     if subgoal == "gt-sequence":
-        return lambda state, t: ctrl.control(subgoal_of_colour(state.target, "grid"))
+        return lambda state, t: ctrl.control(state.world.subgoal_of_colour(state.target))
     g = int(subgoal)
     if not 0 <= g < ctrl.n_subgoals:
         raise ValueError(f"subgoal must lie in [0, {ctrl.n_subgoals - 1}] or be 'gt-sequence', got {subgoal!r}")
@@ -155,23 +156,25 @@ class SteerResult:
                 "end_on_wrong": self.end_on_wrong, "layout_seed": self.layout_seed, "seconds": self.seconds}
 
 
-def episode_layout(layout_seed: int, task: str = "heldout", device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
-    """The episode of ``layout_seed``: ``(task_id (1,), layout (1, 49), start (1,), tasks)``.
+def episode_layout(layout_seed: int, task: str = "heldout", device="cpu", world: str | GridWorld = "grid7"
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+    """The episode of ``layout_seed`` in ``world``: ``(task_id (1,), layout (1, 49), start (1,), tasks)``.
 
     Same draw as ``GridPinpadEnv(task).reset(seed=layout_seed)`` (the Overview page's layouts): a task from
     the set, then a layout on which it is solvable.
     """
     if not 0 <= int(layout_seed) <= LAYOUT_SEED_MAX:
         raise ValueError(f"layout seed must lie in [0, {LAYOUT_SEED_MAX}], got {layout_seed}")
-    tasks = task_set(task, "grid")
-    env = BatchedGridPinpad(1, tasks, device, seed=int(layout_seed))
+    world = get_world(world)
+    tasks = task_set(task, world)
+    env = BatchedGridPinpad(1, tasks, device, seed=int(layout_seed), world=world)
     env.reset()
     s = env.state
     return env.task_ids.clone(), s.layout.clone(), s.agent.clone(), tasks
 
 
 def paper_outcome(task: Sequence[int], colours: Sequence[int], visit_steps: Sequence[int], n_steps: int,
-                  t_max: int = T_MAX) -> tuple[bool, str, int, int]:
+                  t_max: int = 100) -> tuple[bool, str, int, int]:
     """The paper's rules applied to a visit sequence: ``(success, outcome, end_step, completed)``."""
     progress = 0
     for c, s in zip(colours, visit_steps):
@@ -201,9 +204,9 @@ def steer_batch(model: GridTransformer, layer: int, control: ControlSpec = None,
         raise ValueError(f"diagnostic_steps must be non-negative, got {diagnostic_steps}")
     fn = as_control_fn(control, meta, gt)
     dev = next(model.parameters()).device
-    task_id, layout, start, tasks = episode_layout(layout_seed, task, dev)
+    task_id, layout, start, tasks = episode_layout(layout_seed, task, dev, model.world)
     B = episodes
-    env = BatchedGridPinpad(B, tasks, dev, seed=int(seed), end_on_wrong=end_on_wrong)
+    env = BatchedGridPinpad(B, tasks, dev, seed=int(seed), end_on_wrong=end_on_wrong, world=model.world)
     T = env.t_max
     ratio = torch.zeros(B, T)
     pos = torch.full((B, T + 1), -1, dtype=torch.long, device=dev)
@@ -284,7 +287,7 @@ def export_steered(path, results: list[SteerResult]) -> None:
     ``success`` is the paper-rules outcome; ``actions`` are those of the run (beyond a wrong colour too
     when it was made with ``end_on_wrong=False``).
     """
-    from irl_core.rollouts import export_npz
+    from irl_core.data import export_npz
     eps = [r.extra["episodes"] for r in results]
     idx = [r.extra["index"] for r in results]
     ep = {k: torch.stack([e[k][i] for e, i in zip(eps, idx)]) for k in ("layout", "pos", "task", "actions")}
@@ -319,7 +322,7 @@ def segment_codes(model: GridTransformer, meta: MetaController, layer: int, epis
     try:
         for i0 in range(0, episodes["length"].shape[0], batch):
             part = {k: v[i0:i0 + batch] for k, v in episodes.items()}
-            obs, actions = training_tensors(part, T)
+            obs, actions = training_tensors(part, model.world, T)
             mask = actions >= 0
             out = meta(lower(model, obs[:, :-1], layer), mask, sample=False)
             z, beta = out.z.float().cpu().numpy(), out.beta.float().cpu().numpy()
@@ -414,11 +417,10 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
     (S, n_z), ``purity``, ``projection`` {mean, components}, per-subgoal ``centroids`` (2-D and n_z-d),
     ``explained_variance_ratio``, ``bounds`` and summary numbers.
     """
-    from irl_core.discovery import heldout_set
     if episodes <= 0:
         raise ValueError(f"the number of episodes must be positive, got {episodes}")
     dev = next(model.parameters()).device
-    ep = heldout_set(episodes, seed, dev)
+    ep = heldout_episodes(episodes, seed, model.world, dev)
     seg = segment_codes(model, meta, layer, ep, threshold=threshold)
     proj, ratio = fit_projection(seg["codes"])
     pts = proj.to_xy(seg["codes"])

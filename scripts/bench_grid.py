@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from irl_core.machine import describe_machine  # noqa: E402
 from irl_core.data import expert_episodes  # noqa: E402
 from irl_core.envs.grid import BatchedGridPinpad  # noqa: E402
-from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, format_task  # noqa: E402
+from irl_core.envs.tasks import format_task  # noqa: E402
+from irl_core.envs.worlds import get_world  # noqa: E402
 from irl_core.pretrain import load_base_model  # noqa: E402
 from bench_pretrain import training_speed  # noqa: E402
 from irl_core.rollouts import model_policy  # noqa: E402
@@ -33,17 +34,17 @@ def machine() -> str:
     return describe_machine()
 
 
-def expert_table(n: int) -> list[str]:
+def expert_table(n: int, world) -> list[str]:
     rows = ["| task | episodes | success | mean length |", "|---|---|---|---|"]
-    for task in GRID_PRETRAIN_TASKS + (GRID_HELDOUT_TASK,):
-        ep = expert_episodes(BatchedGridPinpad(n, [task], seed=123))
+    for task in world.pretrain_tasks + (world.heldout_task,):
+        ep = expert_episodes(BatchedGridPinpad(n, [task], seed=123, world=world))
         rows.append(f"| {format_task(task)} | {n} | {ep['success'].float().mean():.3f} | {ep['length'].float().mean():.1f} |")
     return rows
 
 
-def env_speed(B: int = 4096, steps: int = 100) -> tuple[float, float]:
+def env_speed(world, B: int = 4096, steps: int = 100) -> tuple[float, float]:
     """(steps/s of ``step`` alone, seconds per ``reset``) at batch ``B``; observations are built every step."""
-    env = BatchedGridPinpad(B, seed=0)
+    env = BatchedGridPinpad(B, seed=0, world=world)
     t = time.perf_counter()
     env.reset()
     reset_s = time.perf_counter() - t
@@ -54,8 +55,8 @@ def env_speed(B: int = 4096, steps: int = 100) -> tuple[float, float]:
     return B * steps / (time.perf_counter() - t), reset_s
 
 
-def expert_generation_speed(B: int = 1024, reps: int = 3) -> float:
-    env = BatchedGridPinpad(B, seed=0)
+def expert_generation_speed(world, B: int = 1024, reps: int = 3) -> float:
+    env = BatchedGridPinpad(B, seed=0, world=world)
     t = time.perf_counter()
     for _ in range(reps):
         expert_episodes(env)
@@ -63,7 +64,7 @@ def expert_generation_speed(B: int = 1024, reps: int = 3) -> float:
 
 
 def rollout_speed(model, B: int = 1024) -> float:
-    env = BatchedGridPinpad(B, seed=0)
+    env = BatchedGridPinpad(B, seed=0, world=model.world)
     t = time.perf_counter()
     ep = run_episodes(env, model_policy(model, B, env.generator))
     dt = time.perf_counter() - t
@@ -74,17 +75,20 @@ def rollout_speed(model, B: int = 1024) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="checkpoints/grid/base")
+    ap.add_argument("--world", default="grid7", choices=("grid7", "grid5"), help="the world of the expert and speed rows")
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = [f"## Gridworld (measured {datetime.date.today()} on {machine()})", "",
-           f"Command: `python scripts/bench_grid.py --episodes {args.episodes}`", "", "### DP expert", ""]
-    out += expert_table(args.episodes)
-    sps, reset_s = env_speed()
-    eps = expert_generation_speed()
-    tr = training_speed("cpu")
+    world = get_world(args.world)
+    out = [f"## Gridworld {world.name} (measured {datetime.date.today()} on {machine()})", "",
+           f"Command: `python scripts/bench_grid.py --world {world.name} --checkpoint {args.checkpoint} "
+           f"--episodes {args.episodes}`", "", "### DP expert", ""]
+    out += expert_table(args.episodes, world)
+    sps, reset_s = env_speed(world)
+    eps = expert_generation_speed(world)
+    tr = training_speed("cpu", world=world.name)
     tr_steps, tr_tokens = tr["steps_per_s"], tr["tokens_per_s"]
     out += ["", "### Speed", "", "| what | figure |", "|---|---|",
             f"| batched env `step`, B=4096, random actions, observations built | {sps:,.0f} steps/s |",

@@ -30,7 +30,7 @@ from irl_core.pretrain import load_base_model  # noqa: E402
 
 def batch(model, env, layer):
     ep = trim(expert_episodes(env, 0.0))
-    obs, actions = training_tensors(ep)
+    obs, actions = training_tensors(ep, model.world)
     with torch.no_grad():
         e = lower(model, obs[:, :-1], layer)
     subgoal = ep["subgoal"][:, : actions.shape[1]].long()
@@ -67,8 +67,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = freeze(load_base_model(args.checkpoint))
-    held = batch(model, BatchedGridPinpad(args.eval_episodes, "pretrain", seed=10_000_019), args.layer)
-    env = BatchedGridPinpad(args.batch, "pretrain", seed=5)
+    held = batch(model, BatchedGridPinpad(args.eval_episodes, "pretrain", seed=10_000_019, world=model.world), args.layer)
+    env = BatchedGridPinpad(args.batch, "pretrain", seed=5, world=model.world)
     bias = torch.nn.Parameter(torch.zeros(4, model.cfg.d_model))
     opt = torch.optim.Adam([bias], lr=args.lr)
     t0 = time.time()

@@ -83,7 +83,7 @@ def test_sidebar_chooses_environment_checkpoint_set_and_device(tiny_app_set, tmp
     assert not at.exception
     env, ck, dev = (at.sidebar.selectbox(key=k) for k in (app_state.ENV_KEY, app_state.SET_KEY, app_state.DEVICE_KEY))
     assert env.value == "grid" and "cpu" in dev.options
-    assert ck.options == ["grid (shipped)", "experiments/tiny"]  # AppTest gives the options as shown
+    assert ck.options == ["grid (shipped)", "grid5 (shipped)", "experiments/tiny"]  # AppTest gives the options as shown
     ck.set_value(str(root / "experiments" / "tiny")).run()
     assert not at.exception
     assert at.session_state[app_state.SET_KEY] == str(root / "experiments" / "tiny")
@@ -91,7 +91,7 @@ def test_sidebar_chooses_environment_checkpoint_set_and_device(tiny_app_set, tmp
     at.sidebar.selectbox(key=app_state.ENV_KEY).set_value("ant").run()
     assert not at.exception
     assert at.session_state[app_state.SET_KEY] == str(root / "ant")  # the set follows the environment
-    assert any("grid only for now" in i.value for i in at.info)
+    assert "Ant-pinpad" in [t.value for t in at.title]  # and the menu: the ant's overview (tests/test_ant_app.py)
 
 
 def test_catalogue_lists_shipped_first_then_folders_with_a_base(tmp_path):
@@ -104,10 +104,14 @@ def test_catalogue_lists_shipped_first_then_folders_with_a_base(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "base.json").write_text("{not json")
     grid = app_state.catalogue("grid", tmp_path)
-    assert [s.label for s in grid] == ["grid (shipped)", "b", "broken", "runs/a"]
+    assert [s.label for s in grid] == ["grid (shipped)", "grid5 (shipped)", "b", "broken", "runs/a"]
     assert grid[0].shipped and grid[0].contents() == ["base model"]
     assert [s.label for s in app_state.catalogue("ant", tmp_path)] == ["ant (shipped)", "ant/wide"]
-    assert [s.label for s in app_state.catalogue("grid", tmp_path / "missing")] == ["grid (shipped)"]
+    assert [s.label for s in app_state.catalogue("grid", tmp_path / "missing")] == ["grid (shipped)", "grid5 (shipped)"]
+    # each gridworld set knows its world: from its base model's config, else from its name
+    (tmp_path / "runs" / "a" / "base.json").write_text(json.dumps({"kind": "grid-transformer", "config": {"world": "grid5"}}))
+    assert app_state.set_world(tmp_path / "runs" / "a").name == "grid5"
+    assert app_state.set_world(tmp_path / "grid5").name == "grid5" and app_state.set_world(tmp_path / "b").name == "grid7"
     with pytest.raises(ValueError, match="unknown environment"):
         app_state.catalogue("mars", tmp_path)
     # a stale or bogus choice falls back to the defaults
@@ -331,3 +335,26 @@ def test_internal_rl_page_refuses_a_launch_without_its_checkpoint(empty_root, tm
     assert not at.exception
     assert at.error and "metacontroller" in at.error[0].value
     assert not (tmp_path / "runs" / "internal-rl").exists()
+
+
+def test_the_grid5_set_draws_its_world(tiny_base5, tmp_path, monkeypatch):
+    """A grid5 set: the overview draws a 5×5 grid with Table A2's tasks, and the probes page reads its report;
+    the pages a set still lacks say which command makes each artifact."""
+    root = tmp_path / "root"
+    (root / "grid5").mkdir(parents=True)
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(tiny_base5.with_suffix(suffix), root / "grid5" / f"base{suffix}")
+    monkeypatch.setenv("IRL_CHECKPOINTS_DIR", str(root))
+    state = {app_state.ENV_KEY: "grid", app_state.SET_KEY: str(root / "grid5")}
+    at = _run(_page("overview"), **state)
+    assert not at.exception and any("grid5" in h.value for h in at.header)
+    grid = _charts(at)[0].proto.spec
+    assert '"range":[0,5]' in grid.replace(" ", "") or "[0, 5]" in grid
+    assert any("0-1-2-3" not in m.value and "16 pretraining tasks" in m.value for m in at.markdown)
+    at = _run(_page("base_model"), **state)
+    assert not at.exception and "probes --checkpoint" in " ".join(w.value for w in at.warning)
+    subprocess.run([sys.executable, "-m", "irl_core", "probes", "--checkpoint", str(root / "grid5" / "base"),
+                    "--episodes", "40", "--sample-episodes", "8"], check=True, capture_output=True, cwd=ROOT)
+    at = _run(_page("base_model"), **state)
+    assert not at.exception and _charts(at) and "colour being sought" in " ".join(m.value for m in at.markdown)
+    assert any("layer-sweep" in c.value for c in at.caption)  # the Fig. 4 sweep is missing: its command is named

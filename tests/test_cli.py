@@ -97,3 +97,33 @@ def test_corrupted_checkpoint_is_refused(tmp_path):
     (tmp_path / "base.json").write_text('{"kind": "grid-transformer", "config": {}}')
     proc = cli("probes", "--checkpoint", tmp_path / "base", check=False)
     assert proc.returncode == 2 and "corrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_5x5_world_end_to_end(tmp_path, tiny_base, tiny_base5):
+    """``--world grid5`` for the commands without a checkpoint; the others read the world from theirs, and a
+    checkpoint of one world is refused where the other's is expected (one line, exit 2)."""
+    data = tmp_path / "d5.npz"
+    cli("data", "--world", "grid5", "--episodes", 20, "--out", data)
+    with np.load(data) as d:
+        assert d["layout"].shape == (20, 25) and d["subgoal"].shape == (20, 50) and str(d["meta_world"]) == "grid5"
+        assert d["success"].all() and set(np.unique(d["task"][d["task"] >= 0])) <= {0, 1, 2, 3}
+    out = tmp_path / "e5.npz"
+    cli("rollouts", "--policy", "expert", "--world", "grid5", "--task", "heldout", "--episodes", 8, "--out", out)
+    with np.load(out) as r:
+        assert r["layout"].shape == (8, 5, 5) and str(r["world"]) == "grid5" and r["success"].all()
+    cli("rollouts", "--policy", "base", "--checkpoint", tiny_base5, "--task", "heldout", "--episodes", 8, "--out", out)
+    with np.load(out) as r:
+        assert r["layout"].shape == (8, 5, 5) and r["actions"].shape[1] <= 50
+    proc = cli("rollouts", "--policy", "expert", "--world", "grid5", "--task", "0-1-6", "--episodes", 2, "--out", out,
+               check=False)
+    assert proc.returncode == 2 and "out of range for the grid5" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("pretrain", "--preset", "tiny", "--world", "grid5", "--init", tiny_base, "--run-dir", tmp_path / "r",
+               check=False)
+    assert proc.returncode == 2 and "world (grid7 vs grid5)" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("pretrain", "--preset", "tiny", "--world", "grid9", "--run-dir", tmp_path / "r9", check=False)
+    assert proc.returncode == 2 and "grid9" in proc.stderr and not (tmp_path / "r9").exists()
+    proc = cli("probes", "--checkpoint", tiny_base5, "--episodes", 40, "--sample-episodes", 16,
+               "--out", tmp_path / "p5.json")
+    report = json.loads((tmp_path / "p5.json").read_text())
+    assert report["world"] == "grid5" and len(report["layers"]) == 3
+    assert "first_colour_of_another_task" in report["sampled"]["ends"]

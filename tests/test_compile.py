@@ -45,7 +45,7 @@ def test_segments_partition_the_valid_steps(base):
     torch.manual_seed(0)
     net = CompILE(base, compile_preset("tiny"), 1)
     eps = _episodes()
-    obs, actions = training_tensors(eps)
+    obs, actions = training_tensors(eps, base.world)
     mask = (actions >= 0).float()
     for sample in (True, False):
         seg = net.segment(net.encode(obs[:, :-1]), mask, sample, torch.Generator().manual_seed(0))
@@ -68,7 +68,7 @@ def test_hard_segments_decode_each_step_with_its_own_code(base):
         net.decoder.out.weight.normal_(0, 0.3)
     eps = _episodes()
     _, m, seg = compile_loss(base, net, eps, cfg, sample=False)
-    obs, actions = training_tensors(eps)
+    obs, actions = training_tensors(eps, base.world)
     z_t = torch.einsum("mbt,mbz->btz", seg.masks, seg.z)  # the code of each step's segment
     e = lower(base, obs[:, :-1], 1)
     nll, mask = sequence_nll(upper_logits(base, apply_control(e, net.decode(z_t)), 1), actions)

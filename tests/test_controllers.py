@@ -149,3 +149,59 @@ def test_controlled_layer_sweep(tiny_base, tmp_path, capsys):
     assert (tmp_path / "runs" / "layer2_seed0" / "metrics.jsonl").exists()
     assert main(["layer-sweep", "--base", str(tiny_base), "--preset", "tiny", "--layers", "5", "--out", str(out)]) == 2
     assert "controlled layer" in capsys.readouterr().err
+
+
+def test_grid5_controllers_replay_and_refuse_another_world(tiny_base, tiny_base5, tmp_path):
+    """On the 5×5 world the controllers train, their success is judged by replaying exports under the rules (the
+    replay agrees with the simulator), and controllers of one world are refused on a base model of the other."""
+    model = load_base_model(tiny_base5)
+    assert model.world.name == "grid5" and model.cfg.obs_dim == 150
+    ctrl = train_gt_controllers(model, gt_preset("tiny"), Run(tmp_path / "run"), seed=0, progress=False)
+    assert ctrl.world == "grid5" and ctrl.n_subgoals == 4
+    ev = evaluate_gt_controllers(model, ctrl, episodes=32, seed=0)
+    assert ev["replay_consistent"] and ev["success_rate"] == ev["success_rate_simulator"] and ev["world"] == "grid5"
+    eps = gt_controller_rollouts(model, ctrl, "heldout", 4, seed=0)
+    assert eps["layout"].shape == (4, 25) and int(eps["length"].max()) <= 50
+    save_gt_controllers(tmp_path / "gt5", ctrl, {})
+    with pytest.raises(ValueError, match="made in world grid5, but the base model is of world grid7"):
+        load_gt_controllers(tmp_path / "gt5", base=load_base_model(tiny_base))
+    r = subprocess.run([sys.executable, "-m", "irl_core", "gt-rollouts", "--base", str(tiny_base), "--checkpoint",
+                        str(tmp_path / "gt5"), "--episodes", "2", "--out", str(tmp_path / "x.npz")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "world grid5" in r.stderr
+
+
+def test_replay_catches_an_export_that_breaks_the_rules(tiny_base5):
+    """The replay is an independent judge: an episode whose recorded success is flipped, or whose actions are
+    cut short, is not counted as the simulator said."""
+    from irl_core.data import export_arrays, replay
+    from irl_core.rollouts import rollout
+    eps = rollout("expert", "heldout", 16, seed=3, world="grid5")
+    data = export_arrays(eps)
+    out = replay(data)
+    assert out["success"].all() and out["consistent"].all() and (out["colours_completed"] == 4).all()
+    data["actions"][0, int(eps["length"][0]) - 1] = -1  # drop the last action of episode 0
+    out = replay(data)
+    assert not out["success"][0] and not out["consistent"][0] and out["success"][1:].all()
+
+
+def test_control_reading_measures_a_controller(tiny_base5, tmp_path):
+    from irl_core.control_reading import control_reading
+    model = load_base_model(tiny_base5)
+    ctrls = []
+    for layer in (0, 1):
+        c = GTControllers(model.cfg.d_model, layer, rank=4, hidden=8, world="grid5")
+        torch.nn.init.normal_(c.hyper.out.weight, std=0.3 if layer else 0.0)  # layer 1's controller rewrites, layer 0's is U = 0
+        ctrls.append(c)
+    out = control_reading(model, ctrls, read_layer=2, episodes=40, seed=0)
+    zero, big = out["rows"]
+    assert zero["relative_norm"] == 0.0 and big["relative_norm"] > 0
+    # U = 0 reads exactly as the clean model does
+    assert zero["layout_accuracy"] == pytest.approx(out["clean"]["layout_accuracy"])
+    assert zero["acts_toward_true"] == pytest.approx(out["clean"]["acts_toward_true"])
+    assert all(0 <= r["subgoal_reads_injected"] <= 1 for r in out["rows"])
+    assert len(out["layout_probe_by_layer"]) == model.n_layers + 1
+    with pytest.raises(ValueError, match="readout layer"):
+        control_reading(model, ctrls, read_layer=1, episodes=8)
+    alone = control_reading(model, [], episodes=20)  # no controller: the uncontrolled readings only
+    assert alone["rows"] == [] and alone["read_layer"] == model.n_layers and len(alone["layout_probe_by_layer"]) == 3

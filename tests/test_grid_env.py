@@ -1,4 +1,4 @@
-"""Contract tests of gridworld-pinpad, parameterised over every task (dm_control style)."""
+"""Contract tests of gridworld-pinpad, parameterised over both worlds and every task (dm_control style)."""
 from collections import deque
 
 import gymnasium as gym
@@ -7,46 +7,66 @@ import pytest
 import torch
 
 import irl_core  # noqa: F401  (registers the envs)
-from irl_core.envs.grid import (AGENT_CHANNEL, N_CELLS, N_CHANNELS, OBS_DIM, WALL, BatchedGridPinpad,
-                                GridPinpadEnv, observations_from_positions)
-from irl_core.envs.tasks import GRID_HELDOUT_TASK, GRID_PRETRAIN_TASKS, format_task
+from irl_core.envs.grid import WALL, BatchedGridPinpad, GridPinpadEnv, observations_from_positions
+from irl_core.envs.tasks import format_task
+from irl_core.envs.worlds import GRID5, GRID7, WORLDS
 
-ALL_TASKS = [format_task(t) for t in GRID_PRETRAIN_TASKS + (GRID_HELDOUT_TASK,)]
+GYM_IDS = {"grid7": "irl_core/GridPinpad-v0", "grid5": "irl_core/GridPinpad5x5-v0"}
+# (world, task) for every task of both worlds: the 16 pretraining tasks and the held-out one
+WORLD_TASKS = [(w.name, format_task(t)) for w in WORLDS.values() for t in w.pretrain_tasks + (w.heldout_task,)]
+ALL_TASKS = [t for w, t in WORLD_TASKS if w == "grid7"]  # the paper's world's tasks (other tests import this)
 
 
-def check_observation(obs, layout, agent):
-    cells = np.asarray(obs).reshape(N_CELLS, N_CHANNELS)
-    assert cells.shape == (49, 13) and set(np.unique(cells)) <= {0, 1}
-    assert (cells[:, :AGENT_CHANNEL].sum(0) == 1).all(), "each colour and each wall on exactly one cell"
-    assert cells[:, :AGENT_CHANNEL].sum(1).max() <= 1, "at most one object per cell"
-    assert cells[:, AGENT_CHANNEL].sum() == 1 and cells[agent, AGENT_CHANNEL] == 1
+def check_observation(obs, layout, agent, world=GRID7):
+    cells = np.asarray(obs).reshape(world.n_cells, world.n_channels)
+    A = world.agent_channel
+    assert cells.shape == ((49, 13) if world.name == "grid7" else (25, 6)) and set(np.unique(cells)) <= {0, 1}
+    assert (cells[:, :A].sum(0) == 1).all(), "each colour and each wall on exactly one cell"
+    assert cells[:, :A].sum(1).max() <= 1, "at most one object per cell"
+    assert cells[:, A].sum() == 1 and cells[agent, A] == 1
     layout = np.asarray(layout).reshape(-1)
-    for c in range(8):
+    for c in range(world.n_colours):
         assert cells[layout == c, c].sum() == 1
-    assert cells[layout == WALL, 8:12].sum() == 4
+    assert cells[layout == WALL, world.n_colours:A].sum() == world.n_walls
 
 
-@pytest.mark.parametrize("task", ALL_TASKS)
-def test_observation_spec_and_validity(task):
-    env = gym.make("irl_core/GridPinpad-v0", task=task)
+def test_world_shapes():
+    assert (GRID7.size, GRID7.n_colours, GRID7.n_walls, GRID7.t_max, GRID7.obs_dim, GRID7.n_subgoals) == (7, 8, 4, 100, 637, 4)
+    assert (GRID5.size, GRID5.n_colours, GRID5.n_walls, GRID5.t_max, GRID5.obs_dim, GRID5.n_subgoals) == (5, 4, 1, 50, 150, 4)
+    assert GRID7.subgoal_of_colour(5) == 2 and GRID5.subgoal_of_colour(3) == 3 and GRID7.subgoal_of_colour(-1) == -1
+
+
+def test_grid5_heldout_transitions_are_unseen_and_task_longer():
+    """The two generalisations the paper asks of the held-out task hold in the laptop world too."""
+    seen = {(a, b) for t in GRID5.pretrain_tasks for a, b in zip(t, t[1:])}
+    held = list(zip(GRID5.heldout_task, GRID5.heldout_task[1:]))
+    assert not seen & set(held) and len(GRID5.heldout_task) > max(len(t) for t in GRID5.pretrain_tasks)
+
+
+@pytest.mark.parametrize("world,task", WORLD_TASKS)
+def test_observation_spec_and_validity(world, task):
+    env = gym.make(GYM_IDS[world], task=task)
+    w = WORLDS[world]
     obs, info = env.reset(seed=3)
-    assert obs.shape == (OBS_DIM,) == env.observation_space.shape and obs.dtype == np.uint8
+    assert obs.shape == (w.obs_dim,) == env.observation_space.shape and obs.dtype == np.uint8
     assert env.observation_space.contains(obs)
     rng = np.random.default_rng(0)
     for _ in range(30):
         obs, r, term, trunc, info = env.step(int(rng.integers(4)))
-        check_observation(obs, env.unwrapped.layout, info["agent"])
+        check_observation(obs, env.unwrapped.layout, info["agent"], w)
         assert r in (0.0, 1.0)
         if term or trunc:
             break
 
 
-@pytest.mark.parametrize("task", ALL_TASKS)
-def test_observation_carries_no_task_information(task):
+@pytest.mark.parametrize("world,task", WORLD_TASKS)
+def test_observation_carries_no_task_information(world, task):
     """The observation is a function of the layout and the agent's cell only: other tasks, other progress, same obs."""
-    env = GridPinpadEnv(task)
+    env = GridPinpadEnv(task, world=world)
     env.reset(seed=11)
-    other = GridPinpadEnv("0-1-2-3-4-5-6-7-0-1-2-3" if task != "0-1-2-3-4-5-6-7-0-1-2-3" else "2-3-0-1-4-5")
+    w = WORLDS[world]
+    held = format_task(w.heldout_task)
+    other = GridPinpadEnv(held if task != held else format_task(w.pretrain_tasks[0]), world=world)
     obs_a, _ = env.reset(seed=11)
     obs_b, _ = other.reset(options={"layout": env.layout, "start": env.agent})
     assert np.array_equal(obs_a, obs_b)
@@ -55,10 +75,10 @@ def test_observation_carries_no_task_information(task):
     assert np.array_equal(env._obs(), obs_a)
 
 
-@pytest.mark.parametrize("task", ALL_TASKS)
-def test_success_path_rewards_once(task):
+@pytest.mark.parametrize("world,task", WORLD_TASKS)
+def test_success_path_rewards_once(world, task):
     """Following BFS paths to each colour in order ends the episode with reward 1 exactly at the end."""
-    env = GridPinpadEnv(task)
+    env = GridPinpadEnv(task, world=world)
     env.reset(seed=5)
     rewards, term = [], False
     for colour in env.task:
@@ -68,11 +88,12 @@ def test_success_path_rewards_once(task):
     assert term and info["success"] and rewards[-1] == 1.0 and sum(rewards) == 1.0
 
 
-@pytest.mark.parametrize("task", ALL_TASKS)
-def test_wrong_colour_terminates_without_reward(task):
-    env = GridPinpadEnv(task)
+@pytest.mark.parametrize("world,task", WORLD_TASKS)
+def test_wrong_colour_terminates_without_reward(world, task):
+    env = GridPinpadEnv(task, world=world)
     env.reset(seed=9)
-    wrong = next(c for c in range(8) if c != env.task[0])
+    wrong = next(c for c in range(env.world.n_colours)
+                 if c != env.task[0] and bfs_actions(env.layout, env.agent, c, avoid_all=False))
     actions = bfs_actions(env.layout, env.agent, wrong, avoid_all=False)
     assert actions, "a wrong colour must be reachable in this layout"
     for i, a in enumerate(actions):
@@ -134,6 +155,18 @@ def test_visit_counted_on_entry_only():
     assert not term and info["progress"] == 2
 
 
+def test_grid5_time_limit_is_50():
+    env = GridPinpadEnv("0-1-2-3", world="grid5")
+    layout = np.full(25, -1)
+    layout[[0, 1, 2, 3, 24]] = [0, 1, 2, 3, WALL]
+    env.reset(options={"layout": layout, "start": 23})  # (4,3): right of it is the wall
+    steps, trunc, term = 0, False, False
+    while not (trunc or term):
+        _, _, term, trunc, _ = env.step(1)
+        steps += 1
+    assert trunc and not term and steps == 50 and env.agent == 23
+
+
 def test_determinism_under_seed():
     a, b = GridPinpadEnv("pretrain"), GridPinpadEnv("pretrain")
     oa, ia = a.reset(seed=123)
@@ -145,14 +178,14 @@ def test_determinism_under_seed():
     assert torch.equal(e1.reset(), e2.reset())
 
 
-@pytest.mark.parametrize("task", ALL_TASKS)
-def test_batched_equals_gymnasium(task):
+@pytest.mark.parametrize("world,task", WORLD_TASKS)
+def test_batched_equals_gymnasium(world, task):
     """The batched torch simulator and the numpy gymnasium env give identical trajectories."""
     B = 16
-    env = BatchedGridPinpad(B, task, seed=2)
+    env = BatchedGridPinpad(B, task, seed=2, world=world)
     obs = env.reset()
     s = env.state
-    singles = [GridPinpadEnv(task) for _ in range(B)]
+    singles = [GridPinpadEnv(task, world=world) for _ in range(B)]
     single_obs = [g.reset(options={"layout": s.layout[i].numpy(), "start": int(s.agent[i])})[0] for i, g in enumerate(singles)]
     assert np.array_equal(obs.numpy(), np.stack(single_obs))
     rng = np.random.default_rng(0)
@@ -171,22 +204,32 @@ def test_batched_equals_gymnasium(task):
             break
 
 
-def test_gym_env_seed_matches_batched_b1():
-    g = GridPinpadEnv("pretrain")
+@pytest.mark.parametrize("world", list(WORLDS))
+def test_gym_env_seed_matches_batched_b1(world):
+    g = GridPinpadEnv("pretrain", world=world)
     obs, info = g.reset(seed=42)
-    b = BatchedGridPinpad(1, "pretrain", seed=42)
+    b = BatchedGridPinpad(1, "pretrain", seed=42, world=world)
     assert np.array_equal(b.reset()[0].numpy(), obs)
 
 
-def test_observations_from_positions_matches_env():
-    env = BatchedGridPinpad(8, seed=0)
+def test_a_task_outside_the_world_is_refused():
+    from irl_core.envs.tasks import TaskError
+    with pytest.raises(TaskError, match="out of range for the grid5"):
+        BatchedGridPinpad(2, "0-1-5", world="grid5")
+    with pytest.raises(ValueError, match="unknown world"):
+        BatchedGridPinpad(2, world="grid9")
+
+
+@pytest.mark.parametrize("world", list(WORLDS))
+def test_observations_from_positions_matches_env(world):
+    env = BatchedGridPinpad(8, seed=0, world=world)
     frames = [env.reset()]
     positions = [env.state.agent.clone()]
     for _ in range(5):
         o, *_ = env.step(torch.randint(4, (8,)))
         frames.append(o)
         positions.append(env.state.agent.clone())
-    rebuilt = observations_from_positions(env.state.layout, torch.stack(positions, 1))
+    rebuilt = observations_from_positions(env.state.layout, torch.stack(positions, 1), env.world)
     assert torch.equal(rebuilt, torch.stack(frames, 1))
 
 
@@ -197,6 +240,7 @@ DELTAS = ((-1, 0), (0, 1), (1, 0), (0, -1))
 def bfs_actions(layout, start, colour, avoid_all=True):
     """Shortest action list from ``start`` onto ``colour``; other colours are avoided unless avoid_all=False."""
     layout = np.asarray(layout).reshape(-1)
+    G = int(round(len(layout) ** 0.5))
     goal = int(np.flatnonzero(layout == colour)[0])
     prev = {start: None}
     q = deque([start])
@@ -204,12 +248,12 @@ def bfs_actions(layout, start, colour, avoid_all=True):
         cell = q.popleft()
         if cell == goal:
             break
-        r, c = divmod(cell, 7)
+        r, c = divmod(cell, G)
         for a, (dr, dc) in enumerate(DELTAS):
             rr, cc = r + dr, c + dc
-            if not (0 <= rr < 7 and 0 <= cc < 7):
+            if not (0 <= rr < G and 0 <= cc < G):
                 continue
-            n = rr * 7 + cc
+            n = rr * G + cc
             if layout[n] == WALL or n in prev:
                 continue
             if layout[n] >= 0 and n != goal and avoid_all:

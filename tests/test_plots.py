@@ -6,10 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from irl_core.envs.grid import EMPTY, G, WALL
+from irl_core.envs.grid import EMPTY, WALL
 from irl_core.palette import COLOURS, EMPTY as EMPTY_COLOUR, WALL as WALL_COLOUR
 from irl_core.plots import (figure_from_dicts, grid_figure, ratio_figure, rollout_figure, switching_timeline,
                             text_colour)
+
+G = 7  # the figures below are drawn in the paper's 7×7 world (the last test draws the 5×5 one)
 
 
 def layout() -> np.ndarray:
@@ -89,3 +91,15 @@ def test_rollout_frames_replay_the_path():
         assert sum(max(len(p.get("x", [])) - 1, 0) for p in parts) == k
     assert any(t.get("name") == "end" for t in fig["data"])  # the paper's end is marked
     assert fig["layout"]["sliders"][0]["active"] == n
+
+
+def test_a_5x5_layout_draws_a_5x5_grid():
+    lay = np.full(25, EMPTY)
+    lay[[0, 6, 12, 18]] = np.arange(4)
+    lay[24] = WALL
+    fig = validated(grid_figure(lay, agent=7, path=[5, 6, 7]))
+    assert fig["layout"]["xaxis"]["range"] == [0, 5] and fig["layout"]["yaxis"]["range"] == [5, 0]
+    cells = next(t for t in fig["data"] if t["type"] == "heatmap")
+    assert len(cells["z"]) == 5 and len(cells["z"][0]) == 5
+    fig = validated(switching_timeline([0.9, 0.1, 0.8], [2, 2, 3], subgoals="colour"))
+    assert any("subgoal 2 (blue)" == t.get("name") for t in fig["data"])

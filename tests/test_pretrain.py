@@ -24,7 +24,7 @@ def test_length_sorted_chunks_give_the_whole_batch_gradient():
     episodes = expert_episodes(BatchedGridPinpad(10, "pretrain", seed=3))
     assert len(set(episodes["length"].tolist())) > 3  # lengths differ, so chunks are trimmed differently
 
-    obs, actions = training_tensors(episodes)
+    obs, actions = training_tensors(episodes, model.world)
     loss, whole = pretrain_loss(model, obs, actions, cfg.obs_coef)
     loss.backward()
     reference = _grads(model)

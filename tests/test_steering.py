@@ -12,7 +12,9 @@ import torch
 
 from irl_core.controllers import GTControllers, save_gt_controllers
 from irl_core.data import run_episodes
-from irl_core.discovery import discovery_preset, heldout_set, save_metacontroller
+from irl_core.data import heldout_episodes
+from irl_core.envs.worlds import GRID7
+from irl_core.discovery import discovery_preset, save_metacontroller
 from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import MetaController, MetaControllerConfig
 from irl_core.pretrain import load_base_model
@@ -198,7 +200,7 @@ def test_latent_map_points_map_back_to_their_codes(base):
     recon = pca.inverse_transform(pca.transform(codes8))
     assert np.allclose(Projection.from_dict(rep8["projection"]).to_code(np.asarray(rep8["points"])), recon, atol=1e-3)
     # the segment codes are the integrated z at each segment's last step, labelled by majority subgoal
-    ep = heldout_set(4, 0, "cpu")
+    ep = heldout_episodes(4, 0, GRID7, "cpu")
     seg = segment_codes(base, meta8, layer, ep)
     assert (seg["last"] >= seg["first"]).all() and ((seg["purity"] > 0) | (seg["labels"] < 0)).all()
     assert np.bincount(seg["episode"], minlength=4).min() >= 1

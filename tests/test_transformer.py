@@ -4,6 +4,7 @@ import torch
 from irl_core.checkpoints import CheckpointError, save_checkpoint
 from irl_core.data import expert_episodes, training_tensors, trim
 from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.envs.worlds import GRID7
 from irl_core.models.transformer import (KIND, GridTransformer, TransformerConfig, relative_bucket,
                                          resid_hook_name)
 from irl_core.pretrain import load_base_model
@@ -12,7 +13,7 @@ from irl_core.pretrain import load_base_model
 @pytest.fixture(scope="module")
 def batch():
     ep = trim(expert_episodes(BatchedGridPinpad(6, seed=0)))
-    obs, actions = training_tensors(ep)
+    obs, actions = training_tensors(ep, GRID7)
     return obs, actions
 
 

@@ -52,7 +52,7 @@ from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_check
 from irl_core.config import preset
 from irl_core.controllers import (Control, Hypernetwork, apply_control, default_layer, freeze, lower,
                                   sequence_nll, upper_logits)
-from irl_core.data import expert_episodes, training_tensors, trim
+from irl_core.data import expert_episodes, heldout_episodes, training_tensors, trim
 from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import SwitchState, gaussian_kl
 from irl_core.models.transformer import GridTransformer
@@ -217,7 +217,7 @@ def compile_loss(model: GridTransformer, net: CompILE, episodes: dict[str, torch
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Segmentation]:
     """CompILE's ELBO on a batch (means per valid step): (loss, detached metrics, segmentation)."""
     ep = trim(episodes)
-    obs, actions = training_tensors(ep)
+    obs, actions = training_tensors(ep, model.world)
     mask = actions >= 0  # (B, T)
     with torch.no_grad():
         e = lower(model, obs[:, :-1], net.layer)  # (B, T, d) the frozen base model's residual stream
@@ -270,17 +270,16 @@ def load_compile(path, device="cpu", base: str | Path | None = None) -> tuple[Co
 def train(base: GridTransformer, cfg: CompILEConfig, run: Run, seed: int = 0, progress: bool = True,
           base_checkpoint: str | None = None) -> tuple[CompILE, dict]:
     """Train (or resume from ``run``) CompILE on fresh D* with the base model frozen."""
-    from irl_core.discovery import heldout_set
     dev = next(base.parameters()).device
     model = freeze(base)
     layer = default_layer(model, cfg.layer)
     torch.manual_seed(seed)
     net = CompILE(model, cfg, layer).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
-    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed)
+    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed, world=model.world)
     noise = torch.Generator(device=dev)
     noise.manual_seed(seed + 1)
-    eval_set = heldout_set(cfg.eval_episodes, seed, dev)
+    eval_set = heldout_episodes(cfg.eval_episodes, seed, model.world, dev)
     gens = {"env": env.generator, "noise": noise}
     full_cfg = {"stage": "compile", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
     last = run.checkpoint_dir / "last"

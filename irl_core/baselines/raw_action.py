@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irl_core.device import resolve_device
-from irl_core.envs.grid import OBS_DIM, BatchedGridPinpad
+from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.internal_rl import InternalRLConfig, Rollout, RolloutNoise, ppo_objective, sample_categorical
 from irl_core.models.transformer import GridTransformer
 
@@ -23,7 +23,7 @@ class RawActionLearner:
         self.model = model.to(self.device).eval()  # no dropout anywhere: eval() changes nothing but the flag
         for p in self.model.parameters():
             p.requires_grad_(True)
-        self.env = BatchedGridPinpad(cfg.batch_size, cfg.task, self.device, seed=seed)
+        self.env = BatchedGridPinpad(cfg.batch_size, cfg.task, self.device, seed=seed, world=model.world)
         self.env_generator = self.env.generator
 
     @property
@@ -31,7 +31,7 @@ class RawActionLearner:
         return {"model": self.model}
 
     def evaluation_env(self, batch: int, seed: int) -> BatchedGridPinpad:
-        return BatchedGridPinpad(batch, self.cfg.task, self.device, seed=seed)
+        return BatchedGridPinpad(batch, self.cfg.task, self.device, seed=seed, world=self.model.world)
 
     @torch.no_grad()
     def collect(self, generator: torch.Generator, greedy: bool = False, env: BatchedGridPinpad | None = None) -> Rollout:
@@ -40,7 +40,7 @@ class RawActionLearner:
         s, B, T = env.state, env.B, env.t_max
         start = s.agent.clone()
         noise = RolloutNoise.draw(B, T, 1, generator, self.device)
-        obs_buf = torch.zeros(B, T, OBS_DIM, dtype=torch.uint8, device=self.device)
+        obs_buf = torch.zeros(B, T, env.world.obs_dim, dtype=torch.uint8, device=self.device)
         actions = torch.full((B, T), -1, dtype=torch.long, device=self.device)
         logp = torch.zeros(B, T, device=self.device)
         returns = torch.zeros(B, device=self.device)

@@ -19,7 +19,7 @@ from irl_core.envs.grid import INF, GridBatch, effective_next
 
 def action_distribution(state: GridBatch, epsilon: float = 0.0) -> torch.Tensor:
     """(B, 4) probabilities of the expert's action in every episode of ``state``."""
-    nxt = effective_next(state.layout, state.agent)  # (B, 4)
+    nxt = effective_next(state.layout, state.agent, state.world)  # (B, 4)
     target = state.target
     d = state.dist.gather(1, target.view(-1, 1, 1).expand(-1, 1, state.dist.shape[2])).squeeze(1)  # (B, 49)
     nd = torch.where(nxt != state.agent.unsqueeze(1), d.gather(1, nxt), INF)  # (B, 4)

@@ -7,9 +7,11 @@ add → LayerNorm → ReLU MLP → residual add), and every weight is initialise
 scale 0.1 (truncated normal, std = sqrt(0.1 / fan_in)).
 
 Choices where the paper is silent (also in README "Choices"):
+* The world (``config.world``, ``grid7`` or ``grid5``) fixes the observation's size and layout; shapes
+  below are written for ``grid7`` (637 = 49 cells × 13 channels; ``grid5``: 150 = 25 × 6, a 9×9 canvas).
 * Observation likelihood: independent Bernoulli over the 637 binary features of o_{t+1}.
 * Observation embedding: ``linear`` (a linear map of the 637-d one-hot) or ``agent_centred`` (the same
-  one-hot re-laid on a 13×13 canvas centred on the agent, flattened and mapped linearly, plus a learned
+  one-hot re-laid on a (2G−1)² = 13×13 canvas centred on the agent, flattened and mapped linearly, plus a learned
   embedding of the agent's absolute cell). Both are linear maps of a fixed rearrangement of o_t, so no
   information is added or dropped; the second makes "what is around me" linear, which NOTES.md measured
   to learn navigation an order of magnitude faster.
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from irl_core.envs.grid import AGENT_CHANNEL, G, N_CELLS, N_CHANNELS, OBS_DIM
+from irl_core.envs.worlds import GridWorld, get_world
 from irl_core.models.hooks import HookedModule, HookPoint
 
 KIND = "grid-transformer"
@@ -45,11 +47,17 @@ class TransformerConfig:
     max_distance: int = 128     # distance beyond which buckets saturate
     init_scale: float = 0.1     # variance-scaling factor of every initialiser
     encoder: str = "agent_centred"  # "linear" or "agent_centred"
-    obs_dim: int = OBS_DIM
+    world: str = "grid7"        # the gridworld it reads (irl_core.envs.worlds); fixes obs_dim
+    obs_dim: int | None = None  # G²(O+W+1), derived from the world (637 for grid7)
     n_actions: int = 4
     max_len: int = 100          # longest sequence the KV cache holds
 
     def __post_init__(self) -> None:
+        world = get_world(self.world)
+        if self.obs_dim is None:
+            self.obs_dim = world.obs_dim
+        if self.obs_dim != world.obs_dim:
+            raise ValueError(f"obs_dim={self.obs_dim} does not match world {world.name} ({world.obs_dim})")
         if self.encoder not in ("linear", "agent_centred"):
             raise ValueError(f"unknown encoder {self.encoder!r}; expected 'linear' or 'agent_centred'")
         if self.d_model % self.n_heads:
@@ -72,8 +80,9 @@ def relative_bucket(rel: torch.Tensor, n_buckets: int, max_distance: int) -> tor
     return torch.where(n < max_exact, n, large.clamp_max(n_buckets - 1))
 
 
-def _canvas_index() -> torch.Tensor:
+def _canvas_index(world: GridWorld) -> torch.Tensor:
     """(49, 169): for an agent at each cell, the source cell of each 13×13 canvas position (49 = outside)."""
+    G, N_CELLS = world.size, world.n_cells
     idx = torch.full((N_CELLS, (2 * G - 1) ** 2), N_CELLS, dtype=torch.long)
     for a in range(N_CELLS):
         ar, ac = divmod(a, G)
@@ -88,23 +97,25 @@ def _canvas_index() -> torch.Tensor:
 class AgentCentredEncoder(nn.Module):
     """o_t (…, 637) → (…, d): the grid re-centred on the agent, plus the agent's absolute cell."""
 
-    def __init__(self, d_model: int, init_scale: float):
+    def __init__(self, d_model: int, init_scale: float, world: GridWorld):
         super().__init__()
-        self.register_buffer("canvas_index", _canvas_index(), persistent=False)
-        n_canvas = (2 * G - 1) ** 2
-        self.proj = nn.Linear(n_canvas * N_CHANNELS, d_model)
-        self.position = nn.Linear(N_CELLS, d_model, bias=False)
+        self.world = world
+        self.register_buffer("canvas_index", _canvas_index(world), persistent=False)
+        n_canvas = (2 * world.size - 1) ** 2
+        self.proj = nn.Linear(n_canvas * world.n_channels, d_model)
+        self.position = nn.Linear(world.n_cells, d_model, bias=False)
         init_linear(self.proj, init_scale)
         init_linear(self.position, init_scale)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         lead = obs.shape[:-1]
+        N_CELLS, N_CHANNELS, AGENT_CHANNEL = self.world.n_cells, self.world.n_channels, self.world.agent_channel
         cells = obs.reshape(-1, N_CELLS, N_CHANNELS)  # (N, 49, 13)
         agent_onehot = cells[..., AGENT_CHANNEL]  # (N, 49)
         agent = agent_onehot.argmax(-1)  # (N,)
         # channel 12 becomes "this canvas position lies inside the grid"
         feats = torch.cat([cells[..., :AGENT_CHANNEL], torch.ones_like(cells[..., :1])], -1)
-        feats = torch.cat([feats, torch.zeros_like(feats[:, :1])], 1)  # (N, 50, 13), row 49 = outside
+        feats = torch.cat([feats, torch.zeros_like(feats[:, :1])], 1)  # (N, 50, 13), row N_CELLS = outside
         canvas = feats.gather(1, self.canvas_index[agent].unsqueeze(-1).expand(-1, -1, N_CHANNELS))  # (N, 169, 13)
         out = self.proj(canvas.flatten(1)) + self.position(agent_onehot)
         return out.reshape(*lead, -1)
@@ -186,11 +197,12 @@ class GridTransformer(HookedModule):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
+        self.world = get_world(cfg.world)
         if cfg.encoder == "linear":
             self.embed = nn.Linear(cfg.obs_dim, cfg.d_model)
             init_linear(self.embed, cfg.init_scale)
         else:
-            self.embed = AgentCentredEncoder(cfg.d_model, cfg.init_scale)
+            self.embed = AgentCentredEncoder(cfg.d_model, cfg.init_scale, self.world)
         self.hook_embed = HookPoint()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_final = nn.LayerNorm(cfg.d_model)

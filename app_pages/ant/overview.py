@@ -1,0 +1,100 @@
+"""Ant-pinpad overview: the world seen from above, its tasks, and the expert's measured success."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from irl_core import app_state
+from irl_core.ant_media import MediaError, SEED_MAX, expert_command, short_path
+from irl_core.ant_plots import colour_chip, task_chips, world_figure
+from irl_core.envs import ant as A
+from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS, pretraining_transitions
+
+EVAL_COMMAND = "python -m irl_core ant-eval --episodes 200 --out {set}/reports/expert.json"
+
+st.title("Ant-pinpad")
+st.markdown(
+    "The continuous-control half of the paper: the classic MuJoCo **ant** (8 joints, torques in [−1, 1]) walks "
+    f"on a {A.G}×{A.G} grid of {A.CELL_SIZE:g} m floor cells with {A.N_COLOURS} coloured cells and "
+    f"{A.N_WALLS} wall. It must enter the colours of its task in order; entering another colour, the wall or "
+    f"leaving the grid, or its torso leaving heights {A.Z_RANGE[0]:g}–{A.Z_RANGE[1]:g} m, ends the episode, as "
+    f"do T = {A.T_MAX} control steps ({A.CONTROL_DT:g} s each, {1 / A.CONTROL_DT:g} per second). The observation "
+    "(41 numbers: symlog proprioception, the torso's position, offsets to the colours and the wall, the "
+    "position within its cell) never shows the task. Subgoals are the colours themselves.")
+
+sel = app_state.current()
+set_dir = Path(sel.set_dir if sel.env == "ant" else app_state.catalogue("ant")[0].path)
+set_dir = short_path(set_dir)  # relative to the working directory when inside it: commands to copy
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def episode_start(seed: int) -> tuple[list, list]:
+    """Layout and torso start (cell units) of the episode reset with ``seed`` (no physics, no rendering)."""
+    batch = A.AntPinpadBatch(1)
+    batch.seed(0, seed)
+    batch.reset_one(0, task=ANT_HELDOUT_TASK)
+    return batch.layout[0].tolist(), batch.uv()[0].tolist()
+
+
+left, right = st.columns([1, 1.3])
+with left:
+    st.subheader("The world, from above")
+    seed = st.number_input("Layout seed", value=0, step=1, key="ant_overview_seed",
+                           help=f"The seed of an episode's reset: layout, start cell and pose (0..{SEED_MAX}).")
+    if not 0 <= seed <= SEED_MAX:
+        st.error(f"Layout seed must be in 0..{SEED_MAX}, got {seed}.")
+    else:
+        layout, start = episode_start(int(seed))
+        st.plotly_chart(world_figure(np.array(layout), start, size=380), width="content",
+                        config={"displayModeBar": False})
+        st.caption("Cells in the video's orientation (row 0 at the top). Colours and the wall are drawn on the "
+                   "floor only: the physics is the same on every layout. About 11–13 % of random layouts cannot be "
+                   "solved (a colour walled in), and are kept, as in the paper.")
+with right:
+    st.subheader("Tasks")
+    st.markdown("**The 16 pretraining tasks** (3 colours each, Table A2)")
+    st.markdown("<div style='display:grid;grid-template-columns:repeat(4,max-content);gap:4px 22px'>"
+                + "".join(f"<div>{task_chips(t)}</div>" for t in ANT_PRETRAIN_TASKS) + "</div>", unsafe_allow_html=True)
+    seen = sorted(pretraining_transitions("ant"))
+    held = list(zip(ANT_HELDOUT_TASK, ANT_HELDOUT_TASK[1:]))
+    st.markdown("**The held-out task** " + task_chips(ANT_HELDOUT_TASK) + " — its transitions "
+                + ", ".join(f"{a}→{b}" for a, b in held) + " never occur in pretraining (which has "
+                + ", ".join(f"{a}→{b}" for a, b in seen) + ").", unsafe_allow_html=True)
+
+    st.subheader("The expert")
+    st.markdown("A shortest-path planner over the cells gives the direction; a PPO-trained locomotion policy walks "
+                "it. Sampling its Gaussian gives dataset D, its mean action D*.")
+    report_path = Path(set_dir) / "reports" / "expert.json"
+    try:
+        from irl_core.checkpoints import CheckpointError, read_json
+        if not report_path.exists():
+            raise MediaError(f"{report_path} is missing; make it with `{EVAL_COMMAND.format(set=set_dir)}`")
+        report = read_json(report_path)
+        rows = []
+        for mode, label in (("sampled", "sampled (D)"), ("mean", "mean action (D*)")):
+            for split, name in (("pretrain", "16 pretraining tasks"), ("heldout", "held-out 0-1-2-3")):
+                r = report[mode][split]
+                ev = r.get("events", {})
+                rows.append({"actions": label, "tasks": f"{name} ({r['episodes']} episodes)",
+                             "success": r["success_rate"], "success on solvable layouts": r.get("success_rate_on_solvable"),
+                             "mean length": r.get("mean_length_successful"),
+                             "ends": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ev.items() if v)})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={"success": st.column_config.NumberColumn(format="%.3f"),
+                                    "success on solvable layouts": st.column_config.NumberColumn(format="%.3f"),
+                                    "mean length": st.column_config.NumberColumn("mean length (successful)", format="%.0f")})
+        st.caption(f"From `{report_path}` (`{EVAL_COMMAND.format(set=set_dir)}`).")
+    except (MediaError, CheckpointError) as e:
+        st.warning(str(e).splitlines()[0])
+    except (KeyError, TypeError) as e:
+        st.warning(f"{report_path}: not an expert report (missing {e}); remake it with "
+                   f"`{EVAL_COMMAND.format(set=set_dir)}`")
+    expert = Path(set_dir) / "expert"
+    if not expert.with_suffix(".safetensors").exists():
+        st.warning(f"The ant expert checkpoint {expert}.safetensors is missing, so the Rollouts page can only show "
+                   f"its shipped videos; make it with `{expert_command(expert)}`")
+    st.markdown("Colours: " + " ".join(colour_chip(c) for c in range(A.N_COLOURS)) +
+                " &nbsp; Watch the expert on the **Rollouts** page.", unsafe_allow_html=True)

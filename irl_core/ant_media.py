@@ -1,0 +1,666 @@
+"""Rendered ant-pinpad rollouts for the app: an H.264 video plus the torso's path, cached on disk and made in the
+background (the app's Rollouts page; ``scripts/ant_gallery.py`` and ``scripts/bench_ant_render.py``).
+
+A rollout is asked for with a :class:`RolloutRequest` (policy, task, layout seed, camera, resolution and a step
+limit); :func:`make_request` validates user input into one and raises :class:`MediaError` with a one-line
+message otherwise. :func:`render_rollout` plays the episode and writes ``video.mp4`` and ``rollout.json`` (the
+record: layout, start, the torso's path in cell units, the colours entered with their time steps, the outcome,
+the time spent in each phase). :class:`RolloutCache` keeps finished rollouts on disk; :class:`RenderQueue`
+renders requests one at a time in a worker thread, with progress.
+
+Choices (and why):
+
+* **Same episode as the ``video`` command.** The environment is reset with the layout seed and the expert's
+  action noise is seeded with it too, exactly as ``ant_data.record_video`` (``python -m irl_core video``) does,
+  so a rollout here and that command give the same trajectory (``expert-mean`` is its ``--mean-action``).
+  Frame ``k`` shows the state after ``k`` steps (frame 0 is the reset), so a video of an episode of ``L``
+  steps has ``L + 1`` frames at 20 frames/s (one per control step) and time step ``k`` is at ``k / 20`` s.
+* **Fast offscreen settings** (:class:`RenderSettings`), measured in BENCHMARKS.md ("Ant rendering"): here
+  MuJoCo renders through EGL on Mesa's llvmpipe, a software rasteriser, where 4× multisampling and the
+  2048² shadow map of ``envs/ant.py``'s model were most of the frame time. The app renders without
+  multisampling, with a 1024² shadow map (512² for frames of at most 320 pixels; the shadows show when a leg
+  is lifted), into an offscreen buffer of the frame's size. Pixels differ from the ``video`` command's; the
+  trajectory does not.
+* **Encoding overlaps rendering.** Frames go to the existing H.264 writer (``ant_data.encode_mp4``) from a
+  generator as they are rendered, so ffmpeg encodes in its own process on the other core while MuJoCo renders.
+* **Cache key**: policy, task, layout seed, camera, resolution and step limit, plus the sha256 of the expert's
+  weights (another checkpoint set, or a retrained expert, never gets a stale video) and
+  :data:`RENDER_VERSION`. The cache folder is ``$IRL_ANT_MEDIA_CACHE`` (default ``runs/ant_media/``) with a
+  size limit of ``$IRL_ANT_MEDIA_CACHE_MB`` megabytes (default 256); after each new entry the entries used
+  longest ago are deleted until the total fits (a hit counts as a use), never the newest one.
+* **Background work in a thread.** One worker thread per process renders the queued requests in order (a 2-core
+  machine gains nothing from two at once); a request already queued or running is not queued again. Jobs
+  outlive the page and the browser session that asked for them; the result is on disk.
+
+This module imports neither streamlit nor argparse.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from irl_core.envs import ant as A
+from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS, TaskError, format_task, parse_task
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RENDER_VERSION = 2       # bump when the pixels or the record change, so old cache entries are not reused
+RECORD_VERSION = 1
+FPS = int(round(1 / A.CONTROL_DT))
+SEED_MAX = 2**31 - 1
+POLICIES: dict[str, str] = {
+    "expert-sampled": "expert, sampling its Gaussian (as in dataset D)",
+    "expert-mean": "expert, its mean action (as in D*)",
+}
+CAMERA_LABELS: dict[str, str] = {"topdown": "top-down", "chase": "chase"}
+RESOLUTIONS: tuple[tuple[int, int], ...] = ((160, 160), (320, 240), (480, 480), (640, 480))
+OUTCOMES: dict[str, str] = {"success": "success", "wrong_colour": "wrong colour", "wall": "wall",
+                            "height": "fell over", "timeout": "out of time", "stopped": "stopped at the step limit"}
+DEFAULT_EXPERT = REPO_ROOT / "checkpoints" / "ant" / "expert"
+DEFAULT_CACHE_MB = 256
+_log = logging.getLogger(__name__)
+
+
+class MediaError(ValueError):
+    """Bad input or a missing artifact, with a one-line message meant for the user."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RolloutRequest:
+    """What to render. Build it with :func:`make_request`, which validates every field."""
+
+    policy: str
+    task: tuple[int, ...]
+    seed: int
+    camera: str = "topdown"
+    width: int = 480
+    height: int = 480
+    max_steps: int = A.T_MAX
+
+    @property
+    def mean_action(self) -> bool:
+        return self.policy == "expert-mean"
+
+    def describe(self) -> str:
+        return (f"task {format_task(self.task)} · layout seed {self.seed} · {self.policy} · "
+                f"{CAMERA_LABELS[self.camera]} · {self.width}×{self.height}")
+
+    def fields(self) -> dict:
+        d = asdict(self)
+        d["task"] = format_task(self.task)
+        return d
+
+
+def make_request(policy: str, task, seed, camera: str = "topdown", width: int = 480, height: int = 480,
+                 max_steps: int = A.T_MAX) -> RolloutRequest:
+    """A validated :class:`RolloutRequest`; :class:`MediaError` (one line) for anything out of range.
+
+    ``task`` is a task string such as ``"0-3-2"`` or a sequence of colours. A colour outside 0..3 or a colour
+    repeated back to back is refused (``envs.tasks.parse_task``); so is a layout seed outside 0..2³¹−1.
+    """
+    if policy not in POLICIES:
+        raise MediaError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    try:
+        colours = parse_task(task, "ant")
+    except TaskError as e:
+        raise MediaError(str(e).splitlines()[0]) from None
+    try:
+        seed_i = int(seed)
+        ok = seed_i == float(seed)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or not 0 <= seed_i <= SEED_MAX:
+        raise MediaError(f"layout seed must be a whole number in 0..{SEED_MAX}, got {seed!r}")
+    if camera not in A.CAMERAS:
+        raise MediaError(f"unknown camera {camera!r}; choose one of {', '.join(A.CAMERAS)}")
+    for name, v in (("width", width), ("height", height)):
+        if not isinstance(v, (int, np.integer)) or not 16 <= v <= 1024 or v % 16:
+            raise MediaError(f"video {name} must be a multiple of 16 in 16..1024, got {v!r}")
+    if not isinstance(max_steps, (int, np.integer)) or not 1 <= max_steps <= A.T_MAX:
+        raise MediaError(f"the step limit must be a whole number in 1..{A.T_MAX}, got {max_steps!r}")
+    return RolloutRequest(policy, colours, seed_i, camera, int(width), int(height), int(max_steps))
+
+
+def task_choices() -> list[tuple[str, str]]:
+    """(label, task string) for the 16 pretraining tasks and the held-out task, in the paper's order."""
+    out = [(f"{format_task(t)} (pretraining)", format_task(t)) for t in ANT_PRETRAIN_TASKS]
+    out.append((f"{format_task(ANT_HELDOUT_TASK)} (held-out)", format_task(ANT_HELDOUT_TASK)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The expert
+# --------------------------------------------------------------------------------------------------
+def expert_command(path) -> str:
+    return f"python -m irl_core ant-expert --preset cpu --export {path}"
+
+
+def check_expert(path=DEFAULT_EXPERT) -> Path:
+    """``path`` (without suffix) if both of its files are there, else :class:`MediaError` naming the command."""
+    path = Path(path)
+    path = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    for suffix in (".safetensors", ".json"):
+        if not path.with_suffix(suffix).exists():
+            raise MediaError(f"the ant expert checkpoint {path.with_suffix(suffix)} is missing; "
+                             f"make it with `{expert_command(path)}`")
+    return path
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_expert(path, mean_action: bool, seed: int):
+    """The expert as ``record_video`` loads it (its noise generator seeded with the layout seed)."""
+    from irl_core.checkpoints import CheckpointError
+    from irl_core.experts.ant_expert import AntExpert
+    path = check_expert(path)
+    try:
+        return AntExpert.load(path, deterministic=mean_action, seed=seed)
+    except CheckpointError as e:
+        raise MediaError(str(e).splitlines()[0]) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderSettings:
+    """Offscreen rendering and encoding settings (see the module docstring; the defaults are the app's).
+
+    ``RenderSettings.model_defaults()`` is what ``envs/ant.py``'s model and the ``video`` command use (4×
+    multisampling, a 2048² shadow map, a 1024² offscreen buffer, frames encoded after the episode): the
+    benchmark's baseline.
+    """
+
+    offsamples: int = 0          # multisampling (MSAA) samples of the offscreen buffer
+    shadowsize: int | None = None  # shadow map side (pixels); 0 turns shadows off; None: by frame size
+    fit_buffer: bool = True      # offscreen buffer of the frame's size instead of the model's 1024²
+    pipelined: bool = True       # encode while rendering (False: keep all frames, encode at the end)
+
+    @classmethod
+    def model_defaults(cls) -> "RenderSettings":
+        return cls(offsamples=4, shadowsize=2048, fit_buffer=False, pipelined=False)
+
+    def shadow_side(self, width: int, height: int) -> int:
+        """The shadow map's side: as set, else 1024 above 320 pixels and 512 up to 320 (a 512² map looks the
+        same at 320×240 and saves a quarter of the frame time; at 480×480 its shadows are visibly jagged)."""
+        if self.shadowsize is not None:
+            return self.shadowsize
+        return 512 if max(width, height) <= 320 else 1024
+
+
+def build_render_model(width: int, height: int, settings: RenderSettings = RenderSettings()):
+    """``envs.ant.build_model()`` with ``settings`` applied to its visual options."""
+    m = A.build_model()
+    m.vis.quality.offsamples = settings.offsamples
+    shadow = settings.shadow_side(width, height)
+    if shadow:
+        m.vis.quality.shadowsize = shadow
+    else:  # no shadow pass at all
+        m.light_castshadow[:] = 0
+    if settings.fit_buffer:
+        m.vis.global_.offwidth, m.vis.global_.offheight = width, height
+    else:
+        m.vis.global_.offwidth = max(m.vis.global_.offwidth, width)
+        m.vis.global_.offheight = max(m.vis.global_.offheight, height)
+    return m
+
+
+class _Phases:
+    """Wall-clock seconds spent in named phases (``with phases("render"): ...``)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        return _Phase(self, name)
+
+    def add(self, name: str, dt: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+
+
+class _Phase:
+    def __init__(self, owner: _Phases, name: str):
+        self.owner, self.name = owner, name
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.owner.add(self.name, time.perf_counter() - self.t0)
+
+
+def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: RenderSettings = RenderSettings(),
+                   progress: Callable[[int], None] | None = None, expert_sha256: str | None = None) -> dict:
+    """Play ``request`` with the expert at ``checkpoint``, write ``out_dir/video.mp4`` and ``out_dir/rollout.json``;
+    returns the record (see :func:`read_record`). ``progress(t)`` is called after every step."""
+    from irl_core.ant_data import encode_mp4
+    from irl_core.checkpoints import atomic_write_json
+
+    t_start = time.perf_counter()
+    phases = _Phases()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with phases("setup"):
+        checkpoint = check_expert(checkpoint)
+        expert = load_expert(checkpoint, request.mean_action, request.seed)
+        batch = A.AntPinpadBatch(1, model=build_render_model(request.width, request.height, settings))
+        batch.seed(0, request.seed)  # as AntPinpadEnv.reset(seed=...) and record_video
+        batch.reset_one(0, task=request.task)
+        renderer = A.AntRenderer(batch, request.width, request.height)
+    task = request.task
+    layout, start = batch.layout[0].copy(), tuple(int(x) for x in batch.cell[0])
+    uv = [batch.uv()[0].copy()]
+    sought: list[int] = []
+    entries: list[dict] = []
+    end = {"event": "stopped"}
+
+    def frames() -> Iterator[np.ndarray]:
+        with phases("render"):
+            frame = renderer.render(0, request.camera)
+        yield frame
+        for t in range(1, request.max_steps + 1):
+            k = int(batch.progress[0])
+            sought.append(task[k])
+            with phases("policy"):
+                action = expert.act(batch)
+            with phases("physics"):
+                _, term, trunc, event = batch.step(action)
+            uv.append(batch.uv()[0].copy())
+            name = A.EVENTS[int(event[0])]
+            if int(batch.progress[0]) > k:
+                entries.append({"t": t, "colour": int(task[k]), "correct": True})
+            elif name == "wrong_colour":
+                r, c = (int(x) for x in batch.cell[0])
+                entries.append({"t": t, "colour": int(layout[r, c]), "correct": False})
+            with phases("render"):
+                frame = renderer.render(0, request.camera)
+            yield frame
+            if progress is not None:
+                progress(t)
+            if term[0] or trunc[0]:
+                end["event"] = name if term[0] else "timeout"
+                break
+
+    video = out_dir / "video.mp4"
+    try:
+        t0 = time.perf_counter()
+        if settings.pipelined:
+            n = encode_mp4(frames(), video, fps=FPS)
+        else:
+            kept = list(frames())
+            t0 = time.perf_counter()
+            n = encode_mp4(kept, video, fps=FPS)
+        inside = sum(phases.seconds.get(k, 0.0) for k in ("render", "policy", "physics")) if settings.pipelined else 0.0
+        phases.add("encode", time.perf_counter() - t0 - inside)
+    finally:
+        renderer.close()
+    length = len(uv) - 1
+    record = {
+        "version": RECORD_VERSION, "render_version": RENDER_VERSION, **request.fields(),
+        "checkpoint": _portable(checkpoint),
+        "checkpoint_sha256": expert_sha256 or file_sha256(checkpoint.with_suffix(".safetensors")),
+        "layout": layout.tolist(), "start": list(start),
+        "uv": np.round(np.asarray(uv, dtype=np.float64), 4).tolist(),
+        "sought": sought, "entries": entries, "outcome": end["event"], "length": length, "frames": n,
+        "fps": FPS, "video": video.name,
+        "settings": {**asdict(settings), "shadowsize": settings.shadow_side(request.width, request.height)},
+        "seconds": {k: round(v, 4) for k, v in phases.seconds.items()},
+        "wall_s": round(time.perf_counter() - t_start, 4),
+    }
+    atomic_write_json(out_dir / "rollout.json", record)
+    return record
+
+
+def short_path(path) -> Path:
+    """``path`` relative to the working directory when it lies inside it (still valid, and shorter in messages
+    and commands), else unchanged."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        return path
+
+
+def _portable(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def simulate(request: RolloutRequest, checkpoint=DEFAULT_EXPERT) -> dict:
+    """The episode of ``request`` without rendering: ``{"outcome", "length"}`` (to pick gallery and benchmark
+    seeds quickly; same trajectory as :func:`render_rollout`)."""
+    expert = load_expert(checkpoint, request.mean_action, request.seed)
+    batch = A.AntPinpadBatch(1)
+    batch.seed(0, request.seed)
+    batch.reset_one(0, task=request.task)
+    for t in range(1, request.max_steps + 1):
+        _, term, trunc, event = batch.step(expert.act(batch))
+        if term[0] or trunc[0]:
+            return {"outcome": A.EVENTS[int(event[0])] if term[0] else "timeout", "length": t}
+    return {"outcome": "stopped", "length": request.max_steps}
+
+
+_RECORD_KEYS = ("policy", "task", "seed", "camera", "width", "height", "layout", "start", "uv", "entries",
+                "outcome", "length", "fps", "video")
+
+
+def read_record(path) -> dict:
+    """A ``rollout.json`` record, checked; :class:`MediaError` (one line) when missing or malformed.
+
+    Keys: the request's fields (``task`` as a string), ``layout`` (4×4 codes), ``start`` (row, col), ``uv``
+    ((L+1)×2 torso positions in cell units, one per frame), ``sought`` (L colours sought before each step),
+    ``entries`` (``{"t", "colour", "correct"}`` for every coloured cell entered, in order), ``outcome`` (a key of
+    :data:`OUTCOMES`), ``length`` L, ``frames`` (L+1), ``fps``, ``video`` (file name beside the record),
+    ``settings``, ``seconds`` (per phase) and ``wall_s``.
+    """
+    from irl_core.checkpoints import CheckpointError, read_json
+    try:
+        rec = read_json(path)
+    except CheckpointError as e:
+        raise MediaError(str(e).splitlines()[0]) from None
+    missing = [k for k in _RECORD_KEYS if not isinstance(rec, dict) or k not in rec]
+    if missing:
+        raise MediaError(f"{path}: not a rollout record (missing {', '.join(missing)})")
+    uv = np.asarray(rec["uv"], dtype=float)
+    if uv.ndim != 2 or uv.shape != (rec["length"] + 1, 2) or np.asarray(rec["layout"]).shape != (A.G, A.G):
+        raise MediaError(f"{path}: the path has shape {uv.shape}, expected ({rec['length'] + 1}, 2) "
+                         f"for {rec['length']} steps")
+    if rec["outcome"] not in OUTCOMES:
+        raise MediaError(f"{path}: unknown outcome {rec['outcome']!r}")
+    return rec
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache
+# --------------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    env = os.environ.get("IRL_ANT_MEDIA_CACHE")
+    return Path(env) if env else REPO_ROOT / "runs" / "ant_media"
+
+
+def cache_limit_bytes() -> int:
+    try:
+        mb = float(os.environ.get("IRL_ANT_MEDIA_CACHE_MB", DEFAULT_CACHE_MB))
+    except ValueError:
+        mb = DEFAULT_CACHE_MB
+    return int(mb * 1e6)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class RolloutCache:
+    """Finished rollouts on disk, ``<root>/<key>/{video.mp4, rollout.json}``, at most ``max_bytes`` in all."""
+
+    def __init__(self, root: Path | None = None, max_bytes: int | None = None):
+        self.root = Path(root) if root is not None else cache_dir()
+        self.max_bytes = cache_limit_bytes() if max_bytes is None else int(max_bytes)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(request: RolloutRequest, expert_sha256: str) -> str:
+        blob = json.dumps({**request.fields(), "expert": expert_sha256, "render": RENDER_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def entry(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> dict | None:
+        """The record of ``key`` (its ``path`` set to the entry folder), or None; a hit counts as a use."""
+        folder = self.entry(key)
+        rec_path = folder / "rollout.json"
+        if not rec_path.exists():
+            return None
+        try:
+            rec = read_record(rec_path)
+        except MediaError:
+            return None
+        if not (folder / rec["video"]).exists():
+            return None
+        try:
+            os.utime(rec_path)
+        except OSError:
+            pass
+        rec["path"] = str(folder)
+        return rec
+
+    def render(self, request: RolloutRequest, checkpoint, progress=None, settings: RenderSettings = RenderSettings()) -> dict:
+        """Render ``request`` into the cache (unless it is there) and return its record."""
+        checkpoint = check_expert(checkpoint)
+        digest = file_sha256(checkpoint.with_suffix(".safetensors"))
+        key = self.key(request, digest)
+        hit = self.get(key)
+        if hit is not None:
+            return hit
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        try:
+            render_rollout(request, checkpoint, tmp, settings, progress, expert_sha256=digest)
+            with self._lock:
+                final = self.entry(key)
+                if final.exists():
+                    shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+                self.evict(keep=key)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rec = self.get(key)
+        if rec is None:
+            raise MediaError(f"the rendered rollout {self.entry(key)} could not be read back")
+        return rec
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """(last use, bytes, folder) of every entry, oldest first."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for folder in self.root.iterdir():
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            rec = folder / "rollout.json"
+            used = rec.stat().st_mtime if rec.exists() else folder.stat().st_mtime
+            out.append((used, _dir_bytes(folder), folder))
+        return sorted(out)
+
+    def size(self) -> int:
+        return sum(b for _, b, _ in self.entries())
+
+    def evict(self, keep: str | None = None) -> list[Path]:
+        """Delete the entries used longest ago until the total is within ``max_bytes``; returns them. Also
+        deletes unfinished renders (``.tmp-*``) left for more than an hour by a process that died."""
+        if self.root.is_dir():
+            for tmp in self.root.glob(".tmp-*"):
+                try:
+                    if time.time() - tmp.stat().st_mtime > 3600:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                except OSError:
+                    pass
+        entries = self.entries()
+        total = sum(b for _, b, _ in entries)
+        removed = []
+        for _, nbytes, folder in entries:
+            if total <= self.max_bytes:
+                break
+            if folder.name == keep:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= nbytes
+            removed.append(folder)
+        return removed
+
+
+# --------------------------------------------------------------------------------------------------
+# Background rendering
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class RenderJob:
+    """One queued render. ``state``: queued, running, done or failed (``error`` is then one line)."""
+
+    key: str
+    request: RolloutRequest
+    checkpoint: Path
+    state: str = "queued"
+    step: int = 0
+    error: str = ""
+    record: dict | None = None
+    submitted: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def progress(self) -> float:
+        """Steps done over the step limit (an episode may end earlier: then it jumps to 1)."""
+        if self.state == "done":
+            return 1.0
+        return min(self.step / self.request.max_steps, 1.0)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+
+class RenderQueue:
+    """Renders submitted requests into a :class:`RolloutCache`, one at a time, in a daemon worker thread."""
+
+    KEEP_JOBS = 64
+
+    def __init__(self, cache: RolloutCache | None = None):
+        self.cache = cache or RolloutCache()
+        self._jobs: dict[str, RenderJob] = {}
+        self._todo: "queue.Queue[RenderJob]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def key(self, request: RolloutRequest, checkpoint) -> str:
+        checkpoint = check_expert(checkpoint)
+        return self.cache.key(request, file_sha256(checkpoint.with_suffix(".safetensors")))
+
+    def submit(self, request: RolloutRequest, checkpoint) -> RenderJob:
+        """Queue ``request`` (unless it is cached, queued or running); returns its job."""
+        checkpoint = check_expert(checkpoint)
+        key = self.key(request, checkpoint)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and (job.active or (job.state == "done" and self.cache.get(key) is not None)):
+                return job
+            job = RenderJob(key, request, checkpoint)
+            hit = self.cache.get(key)
+            if hit is not None:
+                job.state, job.record, job.finished = "done", hit, time.time()
+            else:
+                self._todo.put(job)
+            self._jobs[key] = job
+            self._forget_old()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="ant-render", daemon=True)
+                self._thread.start()
+        return job
+
+    def job(self, key: str) -> RenderJob | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def jobs(self) -> list[RenderJob]:
+        """The jobs this process still remembers, oldest first."""
+        with self._lock:
+            return list(self._jobs.values())
+
+    def wait(self, key: str, timeout: float = 120.0) -> RenderJob | None:
+        """Block until the job of ``key`` is finished (tests, scripts)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.job(key)
+            if job is None or not job.active:
+                return job
+            time.sleep(0.05)
+        return self.job(key)
+
+    def _forget_old(self) -> None:
+        done = [k for k, j in self._jobs.items() if not j.active]
+        for k in done[: max(0, len(self._jobs) - self.KEEP_JOBS)]:
+            del self._jobs[k]
+
+    def _work(self) -> None:
+        while True:
+            job = self._todo.get()
+            job.state = "running"
+
+            def progress(t: int, job=job) -> None:
+                job.step = t
+            try:
+                job.record = self.cache.render(job.request, job.checkpoint, progress)
+                job.state = "done"
+            except MediaError as e:
+                job.error, job.state = str(e).splitlines()[0], "failed"
+            except Exception as e:  # noqa: BLE001 - a failed render must not kill the worker; the page shows one line
+                _log.exception("rendering %s failed", job.request.describe())
+                job.error = f"rendering failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                job.state = "failed"
+            job.finished = time.time()
+
+
+_QUEUES: dict[tuple[str, int], RenderQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+
+
+def render_queue() -> RenderQueue:
+    """The process's queue for the current cache folder and size limit (environment read at call time)."""
+    cache = RolloutCache()
+    k = (str(cache.root), cache.max_bytes)
+    with _QUEUES_LOCK:
+        if k not in _QUEUES:
+            _QUEUES[k] = RenderQueue(cache)
+        return _QUEUES[k]
+
+
+# --------------------------------------------------------------------------------------------------
+# Shipped gallery
+# --------------------------------------------------------------------------------------------------
+GALLERY_FILE = "gallery.json"
+GALLERY_COMMAND = "python scripts/ant_gallery.py"
+
+
+def load_gallery(media_dir) -> list[dict]:
+    """The shipped videos of a set's ``media/`` folder: ``gallery.json`` lists entries ``{"name", "title",
+    "command"}``, each with ``<name>.mp4`` and ``<name>.json`` (a rollout record) beside it. Returns the records
+    with ``title``, ``command`` and ``path`` (the folder) added; :class:`MediaError` (one line) if missing."""
+    from irl_core.checkpoints import CheckpointError, read_json
+    media_dir = Path(media_dir)
+    index = media_dir / GALLERY_FILE
+    if not index.exists():
+        raise MediaError(f"{index} is missing; make the shipped videos with `{GALLERY_COMMAND}`")
+    try:
+        items = read_json(index)["entries"]
+    except (CheckpointError, KeyError, TypeError) as e:
+        raise MediaError(f"{index}: not a gallery index ({str(e).splitlines()[0]})") from None
+    out = []
+    for item in items:
+        rec = read_record(media_dir / f"{item['name']}.json")
+        if not (media_dir / rec["video"]).exists():
+            raise MediaError(f"{media_dir / rec['video']} is missing; remake it with `{item.get('command', GALLERY_COMMAND)}`")
+        out.append({**rec, "title": item.get("title", item["name"]), "command": item.get("command", GALLERY_COMMAND),
+                    "path": str(media_dir)})
+    return out
+
+
+def video_path(record: dict) -> Path:
+    """The mp4 of a record returned by :meth:`RolloutCache.get` or :func:`load_gallery`."""
+    return Path(record["path"]) / record["video"]

@@ -1,0 +1,144 @@
+"""The "5×5 world" section of BENCHMARKS.md, from the reports of a grid5 checkpoint set and the runs that made them.
+
+    python scripts/report_grid5.py [--set checkpoints/grid5] [--linear checkpoints/grid5-linear] [--runs runs]
+
+Reads only what ``bash scripts/reproduce_grid5.sh`` wrote (reports under the sets; status and metrics of the runs
+under ``runs/`` for the wall-clock of each stage) and prints Markdown. A report that is missing is named with the
+stage that makes it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from irl_core.machine import describe_machine  # noqa: E402
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_minutes(run: Path) -> float | None:
+    """Wall-clock of a run from its status (started → finished), in minutes."""
+    st = load(run / "status.json")
+    if not st or "finished" not in st or "started" not in st:
+        return None
+    return (st["finished"] - st["started"]) / 60
+
+
+def fmt(x, f=".3f") -> str:
+    return "–" if x is None else format(x, f)
+
+
+def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
+    out = [f"## The 5×5 world (`grid5`) (measured {datetime.date.today()}; {describe_machine()})", "",
+           "The laptop world: G = 5, 4 colours, 1 wall, T = 50, subgoal = the colour itself, the 16 tasks of Table A2, "
+           "held-out 0-1-2-3. Everything below is rebuilt by `bash scripts/reproduce_grid5.sh` and tabulated by "
+           "`python scripts/report_grid5.py`. Success on the held-out task is judged by replaying the exported "
+           "rollouts in the gymnasium env (`irl_core.data.replay`); the batched simulator's count agreed in every run.",
+           ""]
+    curve = load(set_dir / "reports" / "pretrain_curve.json")
+    pre = runs / "pretrain" / "grid5-cpu-seed0"
+    if curve:
+        m = curve["meta"]
+        evals = [r for r in curve["curve"] if "eval/action_acc" in r]
+        out += ["### Base model", "",
+                f"`{m['command']}`: {m['steps']:,} steps, {m['episodes']:,} episodes, "
+                f"{fmt(run_minutes(pre), '.0f')} min (bf16 autocast on this CPU, `--precision auto`; one thread, the "
+                "other core busy with other work).", "",
+                "| episodes | held-out D* action accuracy | NLL |", "|---|---|---|"]
+        out += [f"| {r['charts/episodes']:,} | {r['eval/action_acc']:.3f} | {r['eval/action_nll']:.3f} |"
+                for r in evals[1::4] + evals[-1:]]
+    probes = load(set_dir / "reports" / "probes.json")
+    if probes:
+        sp, aa, sm = probes["subgoal_probe"], probes["action_accuracy"], probes["sampled"]
+        out += ["", f"Probes and diagnostics (`python -m irl_core probes --checkpoint {set_dir}/base --episodes 2000`):", "",
+                "| layer | " + " | ".join(map(str, probes["layers"])) + " |", "|---" * (len(probes["layers"]) + 1) + "|",
+                "| subgoal probe | " + " | ".join(f"{a:.3f}" for a in sp["accuracy"]) + " |",
+                "| shuffled control | " + " | ".join(f"{a:.3f}" for a in sp["control"]) + " |",
+                "| last-colour probe | " + " | ".join(f"{a:.3f}" for a in probes["last_colour_probe"]["accuracy"]) + " |",
+                "", "| measure | value |", "|---|---|",
+                f"| per-step action accuracy (best task-blind predictor; expert that knows the task) | "
+                f"{aa['model']:.3f} ({aa['bayes_task_blind']:.3f}; {aa['expert_knowing_task']:.3f}) |",
+                f"| sampled success on the pretraining tasks (a perfect task-blind agent: 1/16 = 0.0625) | "
+                f"{sm['success_pretraining_tasks']:.3f} of {sm['episodes']} |",
+                f"| sampled success on the held-out task, base model alone | {sm['success_heldout_task']:.3f} of {sm['episodes']} |",
+                "| how sampled episodes end: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in sm["ends"].items())
+                + " | |"]
+    out += ["", "### Ground-truth controllers", ""]
+    for name, what in (("controllers", "at L/2 = 3 (shipped `gt_controllers`)"),
+                       ("controllers_layer0", "at layer 0, the embedding (shipped `gt_controllers_layer0`)")):
+        r = load(set_dir / "reports" / f"{name}.json")
+        if r:
+            out.append(f"- {what}: held-out success **{r['success_rate']:.3f}** of {r['episodes']} "
+                       f"(mean {r['mean_colours_completed']:.2f} of 4 colours; replay consistent: {r['replay_consistent']}); "
+                       f"`{r['command']}`")
+    sweep = load(set_dir / "reports" / "controllers_layers.json")
+    if sweep:
+        by: dict[int, list[float]] = {}
+        for row in sweep["rows"]:
+            by.setdefault(row["layer"], []).append(row["success_rate"])
+        out += ["", f"Layer sweep (Fig. 4), `{sweep['command']}`:", "",
+                "| controlled layer | " + " | ".join(map(str, sorted(by))) + " |", "|---" * (len(by) + 1) + "|",
+                "| median success | " + " | ".join(f"{statistics.median(by[l]):.3f}" for l in sorted(by)) + " |",
+                "| per seed | " + " | ".join(" / ".join(f"{v:.2f}" for v in by[l]) for l in sorted(by)) + " |"]
+        times = [run_minutes(p) for p in (runs / "grid5" / "layer-sweep").glob("layer*_seed*")]
+        times = [t for t in times if t is not None]
+        if times:
+            out.append(f"\nOne controller run (800 steps × 128 episodes, one thread, both cores busy): median "
+                       f"{statistics.median(times):.1f} min over {len(times)} runs.")
+    snaps = load(set_dir / "reports" / "controllers_snapshots.json")
+    if snaps:
+        out += ["", f"Over training (Fig. A2), `{snaps['command']}`:", "", "| base-model episodes | layer | success |",
+                "|---|---|---|"]
+        out += [f"| {r['base_episodes']:,} | {r['layer']} | {r['success_rate']:.3f} |" for r in snaps["rows"]]
+    reading = load(set_dir / "reports" / "control_reading.json")
+    if reading:
+        c = reading["clean"]
+        out += ["", f"What a controller rewrites (`{reading['command']}`; probes read layer {reading['read_layer']}; "
+                "the injected subgoal is another one than the true one):", "",
+                "| | ‖Ue‖/‖e‖ | subgoal probe reads the injected subgoal | layout reading | acts toward injected colour | "
+                "acts toward true colour |", "|---|---|---|---|---|---|",
+                f"| no controller | – | (true: {c['subgoal_probe']:.3f}) | {c['layout_accuracy']:.3f} | "
+                f"{c['acts_toward_injected']:.3f} | {c['acts_toward_true']:.3f} |"]
+        out += [f"| layer {r['layer']} | {r['relative_norm']:.2f} | {r['subgoal_reads_injected']:.3f} | "
+                f"{r['layout_accuracy']:.3f} | {r['acts_toward_injected']:.3f} | {r['acts_toward_true']:.3f} |"
+                for r in reading["rows"]]
+        if "layout_probe_by_layer" in reading:
+            out += ["", "Where each colour lies (its first shortest-path move), read linearly from the uncontrolled "
+                    "stream, by layer: " + ", ".join(f"{l}: {a:.3f}" for l, a in enumerate(reading["layout_probe_by_layer"]))]
+    lin_probes, lin_sweep = load(linear / "reports" / "probes.json"), load(linear / "reports" / "controllers_layers.json")
+    if lin_probes or lin_sweep:
+        out += ["", "### The contrast: the linear observation encoder (`checkpoints/grid5-linear`)", ""]
+        if lin_probes:
+            out.append(f"- action accuracy {lin_probes['action_accuracy']['model']:.3f}; subgoal probe by layer "
+                       + ", ".join(f"{a:.3f}" for a in lin_probes["subgoal_probe"]["accuracy"])
+                       + f" (control ~{statistics.mean(lin_probes['subgoal_probe']['control']):.2f}); sampled success on "
+                       f"pretraining tasks {lin_probes['sampled']['success_pretraining_tasks']:.3f}")
+        lin_reading = load(linear / "reports" / "control_reading.json")
+        if lin_reading:
+            out.append("- where each colour lies, read linearly by layer: " + ", ".join(
+                f"{l}: {a:.3f}" for l, a in enumerate(lin_reading["layout_probe_by_layer"])))
+        if lin_sweep:
+            out.append("- controllers: " + ", ".join(f"layer {r['layer']}: {r['success_rate']:.3f}"
+                                                     for r in lin_sweep["rows"]) + f" (`{lin_sweep['command']}`)")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", default="checkpoints/grid5")
+    ap.add_argument("--linear", default="checkpoints/grid5-linear")
+    ap.add_argument("--runs", default="runs")
+    args = ap.parse_args()
+    print("\n".join(section(Path(args.set), Path(args.linear), Path(args.runs))))
+
+
+if __name__ == "__main__":
+    main()
