@@ -311,7 +311,7 @@ def evaluate_gt_controllers(model: GridTransformer, ctrl: GTControllers, episode
     eps = gt_controller_rollouts(model, ctrl, task, episodes, seed)
     replayed = replay(export_arrays(eps))
     return {"success_rate": float(replayed["success"].mean()), "episodes": episodes, "task": task,
-            "success_rate_simulator": float(eps["success"].float().mean()),
+            "success_rate_simulator": float(eps["success"].double().mean()),
             "replay_consistent": bool(replayed["consistent"].all()), "world": model.world.name,
             "mean_length": float(eps["length"].float().mean()),
             "mean_colours_completed": float(replayed["colours_completed"].mean())}

@@ -32,8 +32,32 @@ def run_minutes(run: Path) -> float | None:
     return (st["finished"] - st["started"]) / 60
 
 
+def train_minutes(run: Path) -> float | None:
+    """Training wall-clock of a run from its logged rows (first to last training row, scaled to the whole run),
+    in minutes; unlike the status it does not count later re-evaluations of the finished run."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(l) for l in path.read_text().splitlines() if "losses/action_nll" in l]
+    if len(rows) < 2:
+        return None
+    a, b = rows[0], rows[-1]
+    return (b["time"] - a["time"]) * b["step"] / max(1, b["step"] - a["step"]) / 60
+
+
 def fmt(x, f=".3f") -> str:
     return "–" if x is None else format(x, f)
+
+
+def agreement(set_dir: Path, linear: Path) -> str:
+    """Whether the replayed and the simulator's success agree in every controller evaluation the reports hold."""
+    rows = []
+    for path in [*set_dir.glob("reports/controllers*.json"), *linear.glob("reports/controllers*.json")]:
+        r = load(path)
+        rows += r.get("rows", [r])
+    rows = [r for r in rows if "success_rate_simulator" in r]
+    same = sum(r["replay_consistent"] and abs(r["success_rate"] - r["success_rate_simulator"]) < 1e-6 for r in rows)
+    return f"replay and the batched simulator agree in {same} of {len(rows)} controller evaluations"
 
 
 def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
@@ -41,8 +65,7 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
            "The laptop world: G = 5, 4 colours, 1 wall, T = 50, subgoal = the colour itself, the 16 tasks of Table A2, "
            "held-out 0-1-2-3. Everything below is rebuilt by `bash scripts/reproduce_grid5.sh` and tabulated by "
            "`python scripts/report_grid5.py`. Success on the held-out task is judged by replaying the exported "
-           "rollouts in the gymnasium env (`irl_core.data.replay`); the batched simulator's count agreed in every run.",
-           ""]
+           f"rollouts in the gymnasium env (`irl_core.data.replay`); {agreement(set_dir, linear)}.", ""]
     curve = load(set_dir / "reports" / "pretrain_curve.json")
     pre = runs / "pretrain" / "grid5-cpu-seed0"
     if curve:
@@ -50,7 +73,7 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
         evals = [r for r in curve["curve"] if "eval/action_acc" in r]
         out += ["### Base model", "",
                 f"`{m['command']}`: {m['steps']:,} steps, {m['episodes']:,} episodes, "
-                f"{fmt(run_minutes(pre), '.0f')} min (bf16 autocast on this CPU, `--precision auto`; one thread, the "
+                f"{fmt(train_minutes(pre), '.0f')} min (bf16 autocast on this CPU, `--precision auto`; one thread, the "
                 "other core busy with other work).", "",
                 "| episodes | held-out D* action accuracy | NLL |", "|---|---|---|"]
         out += [f"| {r['charts/episodes']:,} | {r['eval/action_acc']:.3f} | {r['eval/action_nll']:.3f} |"
@@ -58,7 +81,8 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
     probes = load(set_dir / "reports" / "probes.json")
     if probes:
         sp, aa, sm = probes["subgoal_probe"], probes["action_accuracy"], probes["sampled"]
-        out += ["", f"Probes and diagnostics (`python -m irl_core probes --checkpoint {set_dir}/base --episodes 2000`):", "",
+        out += ["", f"Probes and diagnostics (`python -m irl_core probes --checkpoint {set_dir}/base --episodes 2000`, "
+                f"{probes['seconds'] / 60:.0f} min):", "",
                 "| layer | " + " | ".join(map(str, probes["layers"])) + " |", "|---" * (len(probes["layers"]) + 1) + "|",
                 "| subgoal probe | " + " | ".join(f"{a:.3f}" for a in sp["accuracy"]) + " |",
                 "| shuffled control | " + " | ".join(f"{a:.3f}" for a in sp["control"]) + " |",
@@ -72,13 +96,13 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
                 "| how sampled episodes end: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in sm["ends"].items())
                 + " | |"]
     out += ["", "### Ground-truth controllers", ""]
-    for name, what in (("controllers", "at L/2 = 3 (shipped `gt_controllers`)"),
-                       ("controllers_layer0", "at layer 0, the embedding (shipped `gt_controllers_layer0`)")):
+    for name, what, run in (("controllers", "at L/2 = 3 (shipped `gt_controllers`)", "gt-l3-2400"),
+                            ("controllers_layer0", "at layer 0, the embedding (shipped `gt_controllers_layer0`)", "gt-l0-2400")):
         r = load(set_dir / "reports" / f"{name}.json")
         if r:
             out.append(f"- {what}: held-out success **{r['success_rate']:.3f}** of {r['episodes']} "
                        f"(mean {r['mean_colours_completed']:.2f} of 4 colours; replay consistent: {r['replay_consistent']}); "
-                       f"`{r['command']}`")
+                       f"{r['config']['steps']} steps in {fmt(train_minutes(runs / 'grid5' / run), '.0f')} min; `{r['command']}`")
     sweep = load(set_dir / "reports" / "controllers_layers.json")
     if sweep:
         by: dict[int, list[float]] = {}
@@ -88,7 +112,7 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
                 "| controlled layer | " + " | ".join(map(str, sorted(by))) + " |", "|---" * (len(by) + 1) + "|",
                 "| median success | " + " | ".join(f"{statistics.median(by[l]):.3f}" for l in sorted(by)) + " |",
                 "| per seed | " + " | ".join(" / ".join(f"{v:.2f}" for v in by[l]) for l in sorted(by)) + " |"]
-        times = [run_minutes(p) for p in (runs / "grid5" / "layer-sweep").glob("layer*_seed*")]
+        times = [train_minutes(p) for p in (runs / "grid5" / "layer-sweep").glob("layer*_seed*")]
         times = [t for t in times if t is not None]
         if times:
             out.append(f"\nOne controller run (800 steps × 128 episodes, one thread, both cores busy): median "

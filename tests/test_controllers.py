@@ -159,7 +159,7 @@ def test_grid5_controllers_replay_and_refuse_another_world(tiny_base, tiny_base5
     ctrl = train_gt_controllers(model, gt_preset("tiny"), Run(tmp_path / "run"), seed=0, progress=False)
     assert ctrl.world == "grid5" and ctrl.n_subgoals == 4
     ev = evaluate_gt_controllers(model, ctrl, episodes=32, seed=0)
-    assert ev["replay_consistent"] and ev["success_rate"] == ev["success_rate_simulator"] and ev["world"] == "grid5"
+    assert ev["replay_consistent"] and ev["success_rate"] == pytest.approx(ev["success_rate_simulator"]) and ev["world"] == "grid5"
     eps = gt_controller_rollouts(model, ctrl, "heldout", 4, seed=0)
     assert eps["layout"].shape == (4, 25) and int(eps["length"].max()) <= 50
     save_gt_controllers(tmp_path / "gt5", ctrl, {})
