@@ -150,11 +150,6 @@ def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
     return data
 
 
-def dataset_world(data: dict[str, np.ndarray]) -> GridWorld:
-    """The world a dataset was made in (``meta_world``; files without one are ``grid7``)."""
-    return get_world(str(data["meta_world"]) if "meta_world" in data else "grid7")
-
-
 def episodes_to_torch(data: dict[str, np.ndarray], device="cpu") -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(data[k]).to(device) for k in DATASET_KEYS}
 
@@ -205,9 +200,12 @@ def replay(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     success = np.zeros(N, bool)
     completed = np.zeros(N, np.int64)
     consistent = np.ones(N, bool)
+    envs: dict[tuple[int, ...], GridPinpadEnv] = {}  # one env per task: reset() with a layout starts afresh
     for i in range(N):
-        task = [int(c) for c in np.asarray(data["task"][i]) if c >= 0]
-        env = GridPinpadEnv(task, world=world)
+        task = tuple(int(c) for c in np.asarray(data["task"][i]) if c >= 0)
+        if task not in envs:
+            envs[task] = GridPinpadEnv(task, world=world)
+        env = envs[task]
         r, c = (int(v) for v in data["start"][i])
         env.reset(options={"layout": layout[i].reshape(-1), "start": r * G + c})
         actions = [int(a) for a in np.asarray(data["actions"][i]) if a >= 0]

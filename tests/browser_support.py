@@ -176,12 +176,25 @@ def start_app_server(checkpoints_root: Path | None = None, timeout: float = 90.0
 
 @pytest.fixture(scope="session")
 def app_server(app_checkpoints_root):
+    yield from serving(app_checkpoints_root)
+
+
+def serving(root):
+    """A fixture body: the app served on checkpoints root ``root`` (a start failure fails the test in one line)."""
     try:
-        server = start_app_server(app_checkpoints_root)
+        server = start_app_server(root)
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     yield server
     server.stop()
+
+
+def page_on(context, server):
+    """A fixture body: one page (its own Streamlit session) on ``server``, failing the test on console errors."""
+    app = AppPage.open(context, server)
+    yield app
+    app.page.close()
+    app.fail_on_problems()
 
 
 # --- the browser ------------------------------------------------------------------------------------------
@@ -313,7 +326,4 @@ def browser_context(browser):
 
 @pytest.fixture
 def app_page(browser_context, app_server):
-    app = AppPage.open(browser_context, app_server)
-    yield app
-    app.page.close()
-    app.fail_on_problems()
+    yield from page_on(browser_context, app_server)

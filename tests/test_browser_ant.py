@@ -18,28 +18,23 @@ STEPS, SIZE = 30, "160×160"
 
 @pytest.fixture(scope="module")
 def ant_server(tmp_path_factory):
-    from browser_support import start_app_server
+    from browser_support import serving
     root = tmp_path_factory.mktemp("ant_root")
     (root / "ant").symlink_to(ROOT / "checkpoints" / "ant", target_is_directory=True)
     cache = tmp_path_factory.mktemp("ant_cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IRL_ANT_MEDIA_CACHE", str(cache))
-        try:
-            server = start_app_server(root)
-        except RuntimeError as e:
-            pytest.fail(str(e), pytrace=False)
+        mp.setenv("IRL_ANT_MEDIA_CACHE", str(cache))  # read by the server when it starts
+        servers = serving(root)
+        server = next(servers)
     server.cache = cache
     yield server
-    server.stop()
+    next(servers, None)  # stops it
 
 
 @pytest.fixture
 def ant_page(browser_context, ant_server):
-    from browser_support import AppPage
-    app = AppPage.open(browser_context, ant_server)
-    yield app
-    app.page.close()
-    app.fail_on_problems()
+    from browser_support import page_on
+    yield from page_on(browser_context, ant_server)
 
 
 def _video_state(page) -> dict:

@@ -65,7 +65,7 @@ def steer_server(tiny_base, tmp_path_factory):
     from irl_core.discovery import load_metacontroller
     from irl_core.steering import Projection, steer
 
-    from browser_support import start_app_server
+    from browser_support import serving
     root = tmp_path_factory.mktemp("steer_root")
     rep = _set(root / "grid", tiny_base)
     # the page's defaults: layout seed 0, held-out task, t0 = 0, greedy, keep going after a wrong colour
@@ -76,13 +76,11 @@ def steer_server(tiny_base, tmp_path_factory):
     origin = steer(model, layer, proj.to_code([0.0, 0.0]), meta=meta, end_on_wrong=False).actions
     assert runs[(0.9, 0.1)] != origin and runs[(0.1, 0.9)] != runs[(0.9, 0.1)], \
         "test set-up: the chosen map points should give different rollouts"
-    try:
-        server = start_app_server(root)
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
+    servers = serving(root)
+    server = next(servers)
     server.rep = rep
     yield server
-    server.stop()
+    next(servers, None)  # stops it
 
 
 @pytest.fixture
