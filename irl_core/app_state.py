@@ -6,8 +6,9 @@ torch, and library code (``irl_core.reports``) can use :func:`checkpoints_root`.
 
 * A **checkpoint set** is a folder of artifacts for one environment: ``base.{json,safetensors}``, other
   checkpoints beside it (``gt_controllers``, ``metacontroller``…) and ``reports/`` (JSON reports, ``.npz``
-  exports). The catalogue lists the shipped sets first (``<root>/grid``, the paper's 7×7 world, and
-  ``<root>/grid5``, the laptop 5×5 world, for the gridworld; ``<root>/ant`` for the ant), then every other
+  exports). The catalogue lists the shipped sets first (``<root>/grid5``, the laptop 5×5 world where every
+  effect of the paper shows, which the app opens on, then ``<root>/grid``, the paper's 7×7 world, whose
+  CPU-trained base model is not steerable; ``<root>/ant`` for the ant), then every other
   folder under the checkpoints root that holds a ``base.json``. Users pick from it; they never type paths.
 * A gridworld set's **world** (``grid7`` or ``grid5``) is read from its ``base.json``
   (``config.world``; a set without one is named after its world, or is the paper's ``grid7``).
@@ -126,7 +127,13 @@ def _base_jsons(root: Path) -> list[Path]:
 
 
 # the shipped sets of each environment, in menu order (listed even when missing, so that pages can say what to make)
-SHIPPED_SETS: dict[str, tuple[str, ...]] = {"grid": ("grid", "grid5"), "ant": ("ant",)}
+SHIPPED_SETS: dict[str, tuple[str, ...]] = {"grid": ("grid5", "grid"), "ant": ("ant",)}
+# what each shipped set is, in the menu (the first shipped set of an environment is what the app opens on)
+SHIPPED_LABELS: dict[str, str] = {
+    "grid5": "grid5: the 5×5 laptop world (shipped)",
+    "grid": "grid: the paper's 7×7 world, CPU-pretrained, not steerable (shipped)",
+    "ant": "ant (shipped)",
+}
 
 
 def catalogue(env: str = "grid", root: str | Path | None = None) -> list[CheckpointSet]:
@@ -136,7 +143,8 @@ def catalogue(env: str = "grid", root: str | Path | None = None) -> list[Checkpo
         raise ValueError(f"unknown environment {env!r}; choose one of {list(ENVIRONMENTS)}")
     root = Path(root) if root is not None else checkpoints_root()
     shipped = [root / name for name in SHIPPED_SETS[env]]
-    sets = [CheckpointSet(path, env, f"{path.name} (shipped)", shipped=True) for path in shipped]
+    sets = [CheckpointSet(path, env, SHIPPED_LABELS.get(path.name, f"{path.name} (shipped)"), shipped=True)
+            for path in shipped]
     if root.is_dir():
         for base_json in _base_jsons(root):
             folder = base_json.parent

@@ -108,16 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="autocast precision (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32)")
     _add_world(p)
-    p.add_argument("--init", help="start from this base-model checkpoint's weights (e.g. checkpoints/grid/base)")
+    p.add_argument("--init", help="start from this base-model checkpoint's weights (e.g. checkpoints/grid5/base)")
     p.add_argument("--snapshot-every", type=int, help="keep the weights every N steps (checkpoints/step<N> in the run)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step (run again to resume)")
-    p.add_argument("--export", help="also save the final model as this checkpoint (e.g. checkpoints/grid/base)")
+    p.add_argument("--export", help="also save the final model as this checkpoint (e.g. checkpoints/grid5/base)")
     _add_common(p)
     p.set_defaults(handler="irl_core.pretrain:cli_pretrain")
 
     p = sub.add_parser("probes", help="per-layer linear probes (and diagnostics) of a base-model checkpoint")
-    p.add_argument("--checkpoint", default="checkpoints/grid/base", help="base-model checkpoint (default checkpoints/grid/base)")
+    p.add_argument("--checkpoint", default="checkpoints/grid5/base", help="base-model checkpoint (default checkpoints/grid5/base)")
     p.add_argument("--episodes", type=int, default=2000, help="held-out D* episodes to probe (default 2000)")
     p.add_argument("--sample-episodes", type=int, default=1000, help="sampled rollouts per diagnostic (default 1000)")
     p.add_argument("--out", help="output JSON (default <checkpoint dir>/reports/probes.json)")
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="a pretraining run whose snapshots (checkpoints/step<N>) to probe")
     p.add_argument("--episodes", type=int, default=1000, help="held-out D* episodes to probe (default 1000)")
     p.add_argument("--sample-episodes", type=int, default=500, help="sampled rollouts per diagnostic (default 500)")
-    p.add_argument("--out", default="checkpoints/grid/reports/probes_curve.json",
+    p.add_argument("--out", default="checkpoints/grid5/reports/probes_curve.json",
                    help="output JSON; points it already holds (same settings) are kept, not probed again")
     _add_common(p)
     p.set_defaults(handler="irl_core.probing:cli_probe_curve")
@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="expert", help="grid: expert, base, gt-controllers or internal-rl; ant: expert")
     p.add_argument("--task", default="pretrain", help="'pretrain', 'heldout' or a task string")
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--checkpoint", default="checkpoints/grid/base", help="base-model checkpoint (policies 'base', 'gt-controllers')")
-    p.add_argument("--controllers", default="checkpoints/grid/gt_controllers", help="ground-truth controllers (policy 'gt-controllers')")
-    p.add_argument("--policy-checkpoint", default="checkpoints/grid/internal_rl_policy",
+    p.add_argument("--checkpoint", default="checkpoints/grid5/base", help="base-model checkpoint (policies 'base', 'gt-controllers')")
+    p.add_argument("--controllers", default="checkpoints/grid5/gt_controllers", help="ground-truth controllers (policy 'gt-controllers')")
+    p.add_argument("--policy-checkpoint", default="checkpoints/grid5/internal_rl_policy",
                    help="trained internal-RL policy (policy 'internal-rl')")
     p.add_argument("--greedy", action="store_true",
                    help="take the most likely action (internal-rl: the policy's mean code) instead of sampling")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="irl_core.rollouts:cli_rollouts")
 
     p = sub.add_parser("activations", help="export the residual stream of held-out D* episodes as .npz")
-    p.add_argument("--checkpoint", default="checkpoints/grid/base")
+    p.add_argument("--checkpoint", default="checkpoints/grid5/base")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", required=True, help="output .npz file")
     _add_common(p)

@@ -66,13 +66,14 @@ def run_episodes(env: BatchedGridPinpad, policy: Policy, task_ids: torch.Tensor 
             "task": s.task.clone(), "length": (actions >= 0).sum(1), "success": s.success.clone()}
 
 
-def heldout_episodes(n: int, seed: int, world: GridWorld, device="cpu") -> dict[str, torch.Tensor]:
+def heldout_episodes(n: int, seed: int, world: GridWorld, device="cpu", ties: str = "random") -> dict[str, torch.Tensor]:
     """``n`` held-out D* episodes (ε = 0, pretraining tasks) of ``world`` from a seed stream disjoint from
-    pretraining's: what probes, discovery's evaluation and the latent map are measured on."""
+    pretraining's: what probes, discovery's evaluation and the latent map are measured on. ``ties``: the
+    expert's tie-breaking among optimal moves (irl_core.experts.grid_expert)."""
     if n <= 0:
         raise ValueError(f"the number of episodes must be positive, got {n}")
     env = BatchedGridPinpad(n, "pretrain", device, seed=10_000_019 + seed, world=world)
-    return trim(expert_episodes(env, 0.0))
+    return trim(expert_episodes(env, 0.0, ties))
 
 
 def trim(episodes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,13 +86,13 @@ def trim(episodes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def expert_policy(generator: torch.Generator, epsilon: float = 0.0) -> Policy:
-    return lambda obs, state, t: expert_action(state, generator, epsilon)
+def expert_policy(generator: torch.Generator, epsilon: float = 0.0, ties: str = "random") -> Policy:
+    return lambda obs, state, t: expert_action(state, generator, epsilon, ties)
 
 
-def expert_episodes(env: BatchedGridPinpad, epsilon: float = 0.0) -> dict[str, torch.Tensor]:
+def expert_episodes(env: BatchedGridPinpad, epsilon: float = 0.0, ties: str = "random") -> dict[str, torch.Tensor]:
     """One batch of ``env.B`` expert episodes (tasks drawn uniformly from the env's task set)."""
-    return run_episodes(env, expert_policy(env.generator, epsilon))
+    return run_episodes(env, expert_policy(env.generator, epsilon, ties))
 
 
 def training_tensors(episodes: dict[str, torch.Tensor], world: GridWorld, max_len: int | None = None

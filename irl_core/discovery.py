@@ -47,6 +47,7 @@ from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upp
 from irl_core.data import expert_episodes, heldout_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.experts.grid_expert import TIES
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
 from irl_core.models.transformer import GridTransformer, TransformerConfig
 from irl_core.runs import Run
@@ -70,6 +71,7 @@ class DiscoveryConfig:
     n_s: int = 32
     n_switch: int = 32
     emb_layers: int = 1
+    emb_readout: str = "pooled"   # sequence embedding read out pooled (one s) or per step (s_t); not in the paper
     rank: int = 16                # rank of U (0 = full)
     gumbel: bool = False          # Gumbel-Sigmoid β in training (the paper: grid rate–distortion only)
     gumbel_temperature: float = 1.0
@@ -77,9 +79,11 @@ class DiscoveryConfig:
     decoder_init_std: float = 0.0  # 0 = LoRA-style decoder init (U(z) = 0 at the start); not in the paper
     # data and optimisation
     tasks: str = "pretrain"       # tasks of D* (fresh ε = 0 expert episodes every step)
+    dstar_ties: str = "random"    # D* expert's tie-breaking: "random" (the paper's) or "first" (deterministic)
     steps: int = 64_000
     batch_size: int = 512         # episodes per step
     lr: float = 1e-3
+    alpha_warmup: int = 0         # steps of a linear ramp of α from 0 (0 = constant α, the paper); not in the paper
     weight_decay: float = 0.03
     grad_clip: float = 1.0        # not in the paper; guards against rare spikes
     # bookkeeping
@@ -93,10 +97,21 @@ class DiscoveryConfig:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {list(VARIANTS)}")
         if self.alpha < 0:
             raise ValueError(f"alpha must be non-negative, got {self.alpha}")
+        if self.dstar_ties not in TIES:
+            raise ValueError(f"dstar_ties must be one of {list(TIES)}, got {self.dstar_ties!r}")
+        if self.alpha_warmup < 0:
+            raise ValueError(f"alpha_warmup must be non-negative, got {self.alpha_warmup}")
+
+    def alpha_at(self, step: int) -> float:
+        """α of Eq. 3 at training step ``step`` (0-based): constant, or ramped over ``alpha_warmup`` steps."""
+        if self.alpha_warmup <= 0:
+            return self.alpha
+        return self.alpha * min(1.0, (step + 1) / self.alpha_warmup)
 
     def meta_config(self, d_model: int) -> MetaControllerConfig:
         return MetaControllerConfig(d_model=d_model, n_z=self.n_z, enc_hidden=self.enc_hidden, dec_hidden=self.dec_hidden,
                                     n_h=self.n_h, n_s=self.n_s, n_switch=self.n_switch, emb_layers=self.emb_layers,
+                                    emb_readout=self.emb_readout,
                                     rank=self.rank, force_beta_one=self.variant == "beta1", gumbel=self.gumbel,
                                     gumbel_temperature=self.gumbel_temperature, switch_bias=self.switch_bias,
                                     decoder_init_std=self.decoder_init_std)
@@ -194,11 +209,12 @@ def metacontroller_loss(model: GridTransformer, meta: MetaController, layer: int
 @torch.no_grad()
 def infer(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor],
           batch: int = 256) -> dict[str, np.ndarray | float]:
-    """Deterministic pass (z̃ = μ, no Gumbel noise) on episodes: β, labels, lengths, mean NLL and KL per step."""
+    """Deterministic pass (z̃ = μ, no Gumbel noise) on episodes: β, integrated codes z, labels, lengths, mean NLL
+    and KL per step."""
     was = meta.training, model.training
     meta.eval(), model.eval()
     T = int(episodes["length"].max())
-    betas, nll_sum, kl_sum, n = [], 0.0, 0.0, 0
+    betas, codes, nll_sum, kl_sum, n = [], [], 0.0, 0.0, 0
     for i in range(0, episodes["length"].shape[0], batch):
         part = {k: v[i:i + batch] for k, v in episodes.items()}
         obs, actions = training_tensors(part, model.world, T)
@@ -206,20 +222,72 @@ def infer(model: GridTransformer, meta: MetaController, layer: int, episodes: di
         out = meta(lower(model, obs[:, :-1], layer), mask, sample=False)
         nll, _ = sequence_nll(upper_logits(model, out.e_hat, layer), actions)
         betas.append((out.beta * mask).float().cpu())
+        codes.append(out.z.float().cpu())
         nll_sum += float(nll.sum())
         kl_sum += float((out.kl * mask).sum())
         n += int(mask.sum())
     meta.train(was[0]), model.train(was[1])
-    return {"beta": torch.cat(betas).numpy().astype(np.float32),
+    return {"beta": torch.cat(betas).numpy().astype(np.float32), "z": torch.cat(codes).numpy().astype(np.float32),
             "subgoal": episodes["subgoal"][:, :T].cpu().numpy().astype(np.int8),
             "length": episodes["length"].cpu().numpy().astype(np.int64),
             "action_nll": nll_sum / max(1, n), "kl": kl_sum / max(1, n)}
 
 
-def evaluate(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Rate, distortion, switches and alignment on held-out episodes."""
+def segment_ends(beta: np.ndarray, z: np.ndarray, subgoal: np.ndarray, length: np.ndarray,
+                 threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every labelled segment (steps between switches): ``(code at its last step (S, n_z), majority subgoal (S,),
+    episode (S,), first step (S,))``."""
+    from irl_core.steering import segments
+    codes, labels, episode, start = [], [], [], []
+    for i, (b, zz, g, n) in enumerate(zip(beta, z, subgoal, length)):
+        for first, last in segments(b, int(n), threshold):
+            lab = g[first:last + 1]
+            lab = lab[lab >= 0]
+            if len(lab):
+                codes.append(zz[last])
+                labels.append(int(np.bincount(lab).argmax()))
+                episode.append(i)
+                start.append(first)
+    return (np.asarray(codes, dtype=np.float64).reshape(-1, z.shape[-1]), np.asarray(labels, dtype=np.int64),
+            np.asarray(episode, dtype=np.int64), np.asarray(start, dtype=np.int64))
+
+
+def code_accuracy(beta: np.ndarray, z: np.ndarray, subgoal: np.ndarray, length: np.ndarray,
+                  threshold: float = 0.5) -> float:
+    """Do the codes name the subgoal? Nearest-centroid accuracy (in R^{n_z}) of the code at the last step of
+    every segment (steps between switches) against the segment's majority subgoal; NaN with < 2 subgoals."""
+    from irl_core.steering import centroid_accuracy
+    codes, labels, _, _ = segment_ends(beta, z, subgoal, length, threshold)
+    return centroid_accuracy(codes, labels) if len(codes) else float("nan")
+
+
+def code_diagnosis(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor],
+                   threshold: float = 0.5) -> dict:
+    """What the segment codes carry. For the code at the last step of every segment (steps between switches):
+    ``dims_used`` (dimensions whose standard deviation over segments exceeds 0.05), ``code_std`` per
+    dimension, and 3-fold cross-validated logistic-regression accuracy of the segment's majority
+    ``subgoal`` and of its ``first_action`` from the code, with the majority-class rates as chance levels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
     r = infer(model, meta, layer, episodes)
-    return {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
+    codes, subgoal, episode, first = segment_ends(r["beta"], r["z"], r["subgoal"], r["length"], threshold)
+    first_action = episodes["actions"].cpu().numpy()[episode, first]
+    std = codes.std(0) if len(codes) else np.zeros(meta.cfg.n_z)
+    out = {"segments": int(len(codes)), "dims_used": int((std > 0.05).sum()), "code_std": np.round(std, 4).tolist()}
+    for name, y in (("subgoal", subgoal), ("first_action", first_action.astype(np.int64))):
+        counts = np.bincount(y) if len(y) else np.zeros(1)
+        chance = float(counts.max() / max(1, len(y)))
+        ok = len(y) >= 30 and (counts >= 3).sum() >= 2 and std.sum() > 0
+        acc = float(cross_val_score(LogisticRegression(max_iter=2000), codes, y, cv=3).mean()) if ok else float("nan")
+        out[f"{name}_accuracy"], out[f"{name}_chance"] = acc, chance
+    return out
+
+
+def evaluate(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Rate, distortion, switches, alignment and code accuracy on held-out episodes."""
+    r = infer(model, meta, layer, episodes)
+    return {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"]),
+            "code_accuracy": code_accuracy(r["beta"], r["z"], r["subgoal"], r["length"])}
 
 
 # --- checkpoints --------------------------------------------------------------------------------------
@@ -260,6 +328,22 @@ def load_metacontroller(path, device="cpu", base: str | Path | None = None) -> t
     return meta.to(dev).eval(), freeze(model.to(dev)), layer, info
 
 
+def metacontroller_at(run_dir, base: GridTransformer) -> tuple[MetaController, GridTransformer, int, DiscoveryConfig, int]:
+    """The metacontroller of a discovery run as of its latest resumable checkpoint (finished or not):
+    ``(metacontroller, base model (co-trained: its own), layer, config, step)``, in eval mode."""
+    run_dir = Path(run_dir)
+    full = read_json(run_dir / "config.json")
+    known = DiscoveryConfig.__dataclass_fields__
+    cfg = DiscoveryConfig(**{k: v for k, v in full.items() if k in known})
+    state, _, info = load_checkpoint(run_dir / "checkpoints" / "last", "metacontroller-state")
+    model, meta, layer = make_models(base, cfg, int(full.get("seed", 0)))
+    weights = run_dir / "checkpoints" / "last.safetensors"
+    load_state_into(meta, {k[5:]: v for k, v in state.items() if k.startswith("meta.")}, weights)
+    if cfg.variant == "cotrained":
+        load_state_into(model, {k[5:]: v for k, v in state.items() if k.startswith("base.")}, weights)
+    return meta.eval(), freeze(model), layer, cfg, int(info.get("step", 0))
+
+
 # --- training -----------------------------------------------------------------------------------------
 def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, progress: bool = True,
           base_checkpoint: str | None = None) -> dict:
@@ -272,7 +356,7 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed, world=base.world)
     noise = torch.Generator(device=dev)
     noise.manual_seed(seed + 1)
-    eval_set = heldout_episodes(cfg.eval_episodes, seed, base.world, dev)
+    eval_set = heldout_episodes(cfg.eval_episodes, seed, base.world, dev, cfg.dstar_ties)
     modules = {"meta": meta} if frozen else {"meta": meta, "base": model}
     gens = {"env": env.generator, "noise": noise}
     full_cfg = {"stage": "discover", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
@@ -284,8 +368,8 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
             with torch.no_grad():
-                episodes = expert_episodes(env, 0.0)
-            loss, m, _ = metacontroller_loss(model, meta, layer, episodes, cfg.alpha, frozen, True, noise)
+                episodes = expert_episodes(env, 0.0, cfg.dstar_ties)
+            loss, m, _ = metacontroller_loss(model, meta, layer, episodes, cfg.alpha_at(step), frozen, True, noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -380,7 +464,7 @@ def collect_results(root: str | Path, examples: int = 0) -> list[dict]:
 
 
 TABLE_KEYS = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
-              "f1", "binary_fraction", "mean_length", "steps", "run_dir", "examples")
+              "f1", "binary_fraction", "code_accuracy", "mean_length", "steps", "run_dir", "examples")
 
 
 def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: dict | None = None, ran: int = 0,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def _common(p: argparse.ArgumentParser, base: bool = True) -> None:
     if base:
-        p.add_argument("--base", default="checkpoints/grid/base", help="base-model checkpoint (default checkpoints/grid/base)")
+        p.add_argument("--base", default="checkpoints/grid5/base", help="base-model checkpoint (default checkpoints/grid5/base)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
@@ -21,6 +21,35 @@ def _floats(text: str) -> list[float]:
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+# the metacontroller's optimisation knobs shared by ``discover`` and ``sweep`` (DiscoveryConfig fields)
+KNOBS = ("steps", "batch_size", "lr", "gumbel", "gumbel_temperature", "switch_bias", "decoder_init_std", "alpha_warmup",
+         "emb_readout", "dstar_ties")
+
+
+def _add_knobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--lr", type=float, help="override the learning rate")
+    p.add_argument("--gumbel", action="store_true", help="Gumbel-Sigmoid relaxation of β in training "
+                                                         "(the paper's grid rate–distortion)")
+    p.add_argument("--gumbel-temperature", type=float, help="temperature of the Gumbel-Sigmoid (default 1)")
+    p.add_argument("--switch-bias", type=float, help="initial β-head bias (default 0: β ≈ 0.5 at the start)")
+    p.add_argument("--decoder-init-std", type=float, help="init std of the z-dependent decoder weights (default 0)")
+    p.add_argument("--emb-readout", choices=("pooled", "per_step"),
+                   help="sequence embedding read out pooled (one s per episode, default) or per step (s_t)")
+    p.add_argument("--dstar-ties", choices=("random", "first"),
+                   help="the D* expert's tie-breaking among optimal moves: random (the paper's, default) or first "
+                        "(deterministic: up, right, down, left)")
+    p.add_argument("--alpha-warmup", type=int, help="steps over which α ramps linearly from 0 to --alpha (default 0)")
+
+
+def _knob_values(args) -> dict:
+    """The knobs given on the command line (None = the preset's)."""
+    out = {k: getattr(args, k) for k in KNOBS}
+    out["gumbel"] = args.gumbel or None
+    return out
 
 
 def _user_error(msg: str):
@@ -74,9 +103,8 @@ def _discover(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        cfg = discovery_preset(args.preset, alpha=args.alpha, variant=args.variant, steps=args.steps,
-                               batch_size=args.batch_size, layer=args.layer, gumbel=args.gumbel or None, lr=args.lr,
-                               switch_bias=args.switch_bias, decoder_init_std=args.decoder_init_std)
+        cfg = discovery_preset(args.preset, alpha=args.alpha, variant=args.variant, layer=args.layer,
+                               **_knob_values(args))
     except ValueError as e:
         raise _user_error(str(e)) from None
     base = load_base_for_layer(args.base, args.device, cfg.layer)
@@ -107,9 +135,7 @@ def _sweep(args) -> int:
         alphas, seeds = _floats(args.alphas), _ints(args.seeds)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         out = run_sweep(args.base, root, args.preset, alphas, seeds, variants, args.jobs, args.device,
-                        {"steps": args.steps, "batch_size": args.batch_size, "gumbel": args.gumbel or None,
-                         "switch_bias": args.switch_bias, "decoder_init_std": args.decoder_init_std},
-                        args.table)
+                        _knob_values(args), args.table)
     except ValueError as e:
         raise _user_error(str(e)) from None
     print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
@@ -141,7 +167,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--episodes", type=int, help="held-out-task evaluation episodes (default: the preset's)")
     p.add_argument("--run-dir", help="run directory (default runs/gt-controllers/<id>); an existing one is resumed")
-    p.add_argument("--export", help="save the controllers as this checkpoint (e.g. checkpoints/grid/gt_controllers)")
+    p.add_argument("--export", help="save the controllers as this checkpoint (e.g. checkpoints/grid5/gt_controllers)")
     p.add_argument("--report", help="also write the evaluation report to this JSON file")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -156,7 +182,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--episodes", type=int, help="held-out-task evaluation episodes per point")
     p.add_argument("--run-dir", help="directory of the per-layer runs (resumable)")
-    p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/grid/reports/controllers_layers.json)")
+    p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/grid5/reports/controllers_layers.json)")
     p.add_argument("--snapshots", nargs="+", default=[],
                    help="more base checkpoints of the same world to sweep too (e.g. a pretraining run's "
                         "checkpoints/step<N>): controllability over training")
@@ -166,7 +192,7 @@ def register(sub) -> None:
     p.set_defaults(handler=_layer_sweep)
 
     p = sub.add_parser("gt-rollouts", help="export rollouts of the GT-controlled base model as .npz")
-    p.add_argument("--checkpoint", default="checkpoints/grid/gt_controllers", help="gt-controllers checkpoint")
+    p.add_argument("--checkpoint", default="checkpoints/grid5/gt_controllers", help="gt-controllers checkpoint")
     p.add_argument("--task", default="heldout", help="'heldout' (default), 'pretrain' or a task string")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--greedy", action="store_true")
@@ -195,7 +221,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--lr", type=float, help="override the learning rate")
     p.add_argument("--run-dir", help="run directory (default runs/compile/<id>); an existing one is resumed")
-    p.add_argument("--export", help="save the trained CompILE as this checkpoint (e.g. checkpoints/grid/compile)")
+    p.add_argument("--export", help="save the trained CompILE as this checkpoint (e.g. checkpoints/grid5/compile)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
     _common(p)
@@ -206,12 +232,7 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=float, help="KL strength α (default: the preset's, 0.1)")
     p.add_argument("--variant", choices=("frozen", "beta1", "cotrained"), help="default frozen")
     p.add_argument("--layer", type=int, help="controlled layer (default L/2)")
-    p.add_argument("--gumbel", action="store_true", help="Gumbel-Sigmoid relaxation of β in training")
-    p.add_argument("--steps", type=int, help="override the preset's training steps")
-    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--lr", type=float, help="override the learning rate")
-    p.add_argument("--switch-bias", type=float, help="initial β-head bias (default 0: β ≈ 0.5 at the start)")
-    p.add_argument("--decoder-init-std", type=float, help="init std of the z-dependent decoder weights (default 0)")
+    _add_knobs(p)
     p.add_argument("--run-dir", help="run directory (default runs/discover/<id>); an existing one is resumed")
     p.add_argument("--export", help="copy the trained metacontroller to this checkpoint path")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -225,13 +246,9 @@ def register(sub) -> None:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--variants", default="frozen", help="comma-separated: frozen, beta1, cotrained")
     p.add_argument("--jobs", type=int, default=1, help="points run at once, one CPU thread each (default 1)")
-    p.add_argument("--steps", type=int, help="override the preset's training steps")
-    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--gumbel", action="store_true", help="Gumbel-Sigmoid β in training (the paper's grid rate–distortion)")
-    p.add_argument("--switch-bias", type=float, help="initial β-head bias of every point (default 0)")
-    p.add_argument("--decoder-init-std", type=float, help="decoder init std of every point (default 0)")
+    _add_knobs(p)
     p.add_argument("--out-dir", help="sweep directory (default runs/sweep/<id>); rerunning skips finished points")
-    p.add_argument("--table", help="also write the results table here (e.g. checkpoints/grid/reports/discovery.json)")
+    p.add_argument("--table", help="also write the results table here (e.g. checkpoints/grid5/reports/discovery.json)")
     _common(p)
     p.set_defaults(handler=_sweep)
 

@@ -66,6 +66,7 @@ METHODS = ("internal-rl", "beta1", "cotrained", "compile", "raw-action")
 METACONTROLLER_FOR = {"internal-rl": "metacontroller", "beta1": "metacontroller_beta1",
                       "cotrained": "metacontroller_cotrained", "compile": "compile"}
 VARIANT_FOR = {"internal-rl": "frozen", "beta1": "beta1", "cotrained": "cotrained", "compile": "compile"}
+DEFAULT_SET = "grid5"  # the checkpoint set whose checkpoints a method uses unless told otherwise
 EVAL_SEED = 9_999_991  # evaluation layouts: the same for every method and seed, disjoint from training's
 
 
@@ -490,8 +491,9 @@ def train(learner, cfg: InternalRLConfig, run: Run, seed: int = 0, progress: boo
 
 
 # --- loading what a method needs -------------------------------------------------------------------------------
-def default_metacontroller(method: str) -> Path:
-    return SHIPPED / "grid" / METACONTROLLER_FOR[method]
+def default_metacontroller(method: str, set_dir=None) -> Path:
+    """The checkpoint that ``method`` uses in checkpoint set ``set_dir`` (default: the shipped ``grid5``)."""
+    return Path(set_dir or SHIPPED / DEFAULT_SET) / METACONTROLLER_FOR[method]
 
 
 def check_variant(method: str, info_variant: str, path) -> None:
@@ -502,13 +504,15 @@ def check_variant(method: str, info_variant: str, path) -> None:
                               f"(python -m irl_core {how} ...)")
 
 
-def make_learner(cfg: InternalRLConfig, device, seed: int, metacontroller=None, base=None):
-    """The learner of ``cfg.method`` with its frozen parts loaded from checkpoints."""
+def make_learner(cfg: InternalRLConfig, device, seed: int, metacontroller=None, base=None, set_dir=None):
+    """The learner of ``cfg.method`` with its frozen parts loaded from checkpoints (by default those of the
+    checkpoint set ``set_dir``, itself by default the shipped ``grid5``)."""
     if cfg.method == "raw-action":
         from irl_core.baselines.raw_action import RawActionLearner
         from irl_core.pretrain import load_base_model
-        return RawActionLearner(load_base_model(base or SHIPPED / "grid" / "base", device), cfg, device, seed)
-    path = metacontroller or default_metacontroller(cfg.method)
+        base = base or Path(set_dir or SHIPPED / DEFAULT_SET) / "base"
+        return RawActionLearner(load_base_model(base, device), cfg, device, seed)
+    path = metacontroller or default_metacontroller(cfg.method, set_dir)
     meta, model, layer = load_code_module(path, device, base)
     check_variant(cfg.method, _variant(path), path)
     return InternalLearner(model, meta, layer, cfg, device, seed)

@@ -20,7 +20,7 @@ def _internal_rl(args) -> int:
     except ValueError as e:
         raise UserError(str(e)) from None
     device = resolve_device(args.device)
-    learner = make_learner(cfg, device, args.seed, args.metacontroller, args.base)
+    learner = make_learner(cfg, device, args.seed, args.metacontroller, args.base, args.set)
     run = Run(args.run_dir) if args.run_dir else Run.create("internal-rl", new_run_id(f"{cfg.method}-seed{args.seed}-"))
     print(f"run directory: {run.path}")
     sources = {"metacontroller": str(args.metacontroller) if args.metacontroller else None,
@@ -34,7 +34,7 @@ def _internal_rl(args) -> int:
             raise UserError("--export saves a policy over codes; raw-action RL finetunes the base model itself")
         from irl_core.checkpoints import portable_path
         from irl_core.internal_rl import default_metacontroller
-        meta_path = portable_path(args.metacontroller or default_metacontroller(cfg.method))
+        meta_path = portable_path(args.metacontroller or default_metacontroller(cfg.method, args.set))
         save_policy(args.export, learner, cfg, {"metacontroller": meta_path, "base": sources["base"], "task": cfg.task,
                                                 "seed": args.seed, "result": result,
                                                 "command": "python -m irl_core " + " ".join(sys.argv[1:])})
@@ -78,14 +78,15 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="episodes per update (default: the preset's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     p.add_argument("--task", help="post-training task (default heldout)")
-    p.add_argument("--metacontroller", help="metacontroller checkpoint (default checkpoints/grid/metacontroller, "
-                                            "_beta1 or _cotrained by method; compile: checkpoints/grid/compile)")
+    p.add_argument("--set", help="checkpoint set whose checkpoints the method uses (default checkpoints/grid5)")
+    p.add_argument("--metacontroller", help="metacontroller checkpoint (default <set>/metacontroller, _beta1 or "
+                                            "_cotrained by method; compile: <set>/compile)")
     p.add_argument("--base", help="base-model checkpoint (default: the one the metacontroller records; raw-action: "
-                                  "checkpoints/grid/base)")
+                                  "<set>/base)")
     p.add_argument("--run-dir", help="run directory (default runs/internal-rl/<method>-seed<seed>-<time>); an "
                                      "existing one is resumed")
     p.add_argument("--stop-at", type=int, help="checkpoint and stop after this many updates (run again to resume)")
-    p.add_argument("--export", help="save the trained policy as this checkpoint (e.g. checkpoints/grid/internal_rl_policy)")
+    p.add_argument("--export", help="save the trained policy as this checkpoint (e.g. checkpoints/grid5/internal_rl_policy)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -94,7 +95,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("rl-curves", help="median and 25–75%% band of every method's RL curves (Fig. 8) as JSON")
     p.add_argument("--runs", default="runs/internal-rl", help="directory holding the internal-RL run directories")
-    p.add_argument("--out", default="checkpoints/grid/reports/internal_rl.json", help="output JSON")
+    p.add_argument("--out", default="checkpoints/grid5/reports/internal_rl.json", help="output JSON")
     p.add_argument("--add", action="store_true", help="keep the methods of an existing --out that these runs lack "
                                                      "(add one method's curves to a report)")
     p.set_defaults(handler=_rl_curves)

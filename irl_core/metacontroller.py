@@ -18,7 +18,9 @@ Choices where the paper is silent (README "Choices"):
 * Sequence embedder (L_emb and read-out not given): ``emb_layers`` (default 1) layers of a diagonal linear
   recurrence h_t = a ⊙ h_{t∓1} + (1 − a) ⊙ W x_t run **forwards and backwards** (a learned per channel in
   (0, 1), as in an LRU/Hawk without gates), the two directions concatenated and mixed by a GELU layer;
-  the last layer's outputs are **mean-pooled over the valid steps** to one vector s ∈ R^32 per sequence.
+  the last layer's outputs are **mean-pooled over the valid steps** to one vector s ∈ R^32 per sequence
+  (``emb_readout="pooled"``, the default), or read **per step** (``"per_step"``: s_t, the output at t, which
+  summarises e_{1:t} and e_{t:T}; the encoder at t then sees what follows t, not only a whole-sequence summary).
   Padding is zeroed before the recurrence so the backward pass starts at each episode's true end.
 * All metacontroller modules read LayerNorm(e) (no affine parameters); the controller itself acts on the
   raw e. The residual stream's scale grows with depth and training; normalising the reads keeps the
@@ -48,6 +50,7 @@ from torch import nn
 from irl_core.controllers import Control, Hypernetwork, apply_control
 
 KIND = "metacontroller"
+EMB_READOUTS = ("pooled", "per_step")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class MetaControllerConfig:
     n_s: int = 32                 # sequence-embedding size
     n_switch: int = 32            # switching unit's GRUCell size (not in the paper)
     emb_layers: int = 1           # L_emb, layers of the bidirectional recurrence (not in the paper)
+    emb_readout: str = "pooled"   # "pooled": one s per sequence; "per_step": s_t, the embedder's output at t (not in the paper)
     rank: int = 16                # rank of U (0 = full n_e × n_e)
     force_beta_one: bool = False  # the "no temporal integration" baseline: β ≡ 1
     gumbel: bool = False          # Gumbel-Sigmoid relaxation of β in training (grid rate–distortion only)
@@ -75,6 +79,8 @@ class MetaControllerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.gumbel_temperature <= 0:
             raise ValueError(f"gumbel_temperature must be positive, got {self.gumbel_temperature}")
+        if self.emb_readout not in EMB_READOUTS:
+            raise ValueError(f"emb_readout must be one of {list(EMB_READOUTS)}, got {self.emb_readout!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,10 +117,12 @@ class BidirectionalRecurrence(nn.Module):
 
 
 class SequenceEmbedder(nn.Module):
-    """s = f_emb(e_{1:T}) (B, n_s): stacked bidirectional recurrences, mean-pooled over the valid steps."""
+    """s = f_emb(e_{1:T}): stacked bidirectional recurrences, read out mean-pooled over the valid steps (B, n_s)
+    or per step (B, T, n_s), where s_t summarises e_{1:t} (forwards) and e_{t:T} (backwards)."""
 
-    def __init__(self, d_model: int, n_s: int, n_layers: int = 1):
+    def __init__(self, d_model: int, n_s: int, n_layers: int = 1, readout: str = "pooled"):
         super().__init__()
+        self.readout = readout
         self.layers = nn.ModuleList(BidirectionalRecurrence(d_model if i == 0 else n_s, n_s) for i in range(n_layers))
         self.out = nn.Linear(n_s, n_s)
 
@@ -122,6 +130,8 @@ class SequenceEmbedder(nn.Module):
         m = mask.to(x.dtype)  # (B, T)
         for layer in self.layers:
             x = layer(x, m)  # (B, T, n_s)
+        if self.readout == "per_step":
+            return self.out(x)  # (B, T, n_s)
         pooled = x.sum(1) / m.sum(1, keepdim=True).clamp_min(1)  # (B, n_s)
         return self.out(pooled)
 
@@ -183,7 +193,7 @@ class MetaOutput(NamedTuple):
     mu: torch.Tensor       # (B, T, n_z)
     logvar: torch.Tensor   # (B, T, n_z)
     kl: torch.Tensor       # (B, T) KL(N(μ_t, σ²_t) ‖ N(0, I)) (not masked)
-    s: torch.Tensor        # (B, n_s) sequence embedding
+    s: torch.Tensor        # (B, n_s) sequence embedding ((B, T, n_s) with the per-step readout)
 
 
 class MetaController(nn.Module):
@@ -192,7 +202,7 @@ class MetaController(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.norm = nn.LayerNorm(d, elementwise_affine=False)
-        self.embedder = SequenceEmbedder(d, cfg.n_s, cfg.emb_layers)
+        self.embedder = SequenceEmbedder(d, cfg.n_s, cfg.emb_layers, cfg.emb_readout)
         self.history = nn.GRU(d, cfg.n_h, batch_first=True)
         self.encoder = GaussianEncoder(d + cfg.n_h + cfg.n_s, cfg.enc_hidden, cfg.n_z)
         self.switch = SwitchingUnit(d, cfg.n_h, cfg.n_z, cfg.n_switch)
@@ -251,10 +261,11 @@ class MetaController(nn.Module):
             raise ValueError(f"expected e (B, T, d) and mask (B, T), got {tuple(e.shape)} and {tuple(mask.shape)}")
         B, T, _ = e.shape
         x = self.norm(e)  # (B, T, d)
-        s = self.embedder(x, mask)  # (B, n_s), sees the whole sequence
+        s = self.embedder(x, mask)  # (B, n_s) or (B, T, n_s), sees the whole sequence
         h, _ = self.history(x)  # (B, T, n_h), h_t after e_t
         h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, n_h) h_{t−1}
-        mu, logvar = self.encoder(torch.cat([x, h_prev, s.unsqueeze(1).expand(B, T, -1)], -1))  # 2 × (B, T, n_z)
+        s_t = s if s.dim() == 3 else s.unsqueeze(1).expand(B, T, -1)  # (B, T, n_s)
+        mu, logvar = self.encoder(torch.cat([x, h_prev, s_t], -1))  # 2 × (B, T, n_z)
         if z_tilde is not None:
             if z_tilde.shape != mu.shape:
                 raise ValueError(f"z_tilde must have shape {tuple(mu.shape)}, got {tuple(z_tilde.shape)}")

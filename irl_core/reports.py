@@ -90,7 +90,8 @@ def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: s
 
     Returns ``beta`` (N, T) float32, ``subgoal`` (N, T), ``length`` (N,), ``switches`` and ``changes`` (N,)
     per episode, ``metrics`` (the alignment over all episodes), ``checkpoint`` (str or None), ``path``, and
-    ``layout`` (N, 7, 7), ``pos`` (N, T+1), ``task`` (N, 12) when the file has them (``has_grid``).
+    ``layout`` (N, G, G) (G the side of a known world: 7 for grid7, 5 for grid5), ``pos`` (N, T+1), ``task``
+    (N, 12) when the file has them (``has_grid``).
     """
     path = Path(path) if path is not None else report_path("switching", set_dir, env, root, ".npz")
     if not path.exists():
@@ -114,11 +115,15 @@ def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: s
     if not np.isfinite(beta).all():
         raise CheckpointError(f"{path}: beta holds NaN or infinite values")
     out: dict = {"path": str(path), "beta": beta, "subgoal": subgoal, "length": length}
-    shapes = {"layout": (n, 7, 7), "pos": (n, t_max + 1), "task": (n, 12)}
+    from irl_core.envs.worlds import WORLDS
+    sides = sorted({w.size for w in WORLDS.values()})
+    side = data["layout"].shape[-1] if "layout" in data and data["layout"].ndim == 3 else sides[-1]
+    shapes = {"layout": (n, side, side), "pos": (n, t_max + 1), "task": (n, 12)}
     present = [k for k in shapes if k in data]
     for k in present:
-        if data[k].shape != shapes[k]:
-            raise CheckpointError(f"{path}: {k} has shape {data[k].shape}, expected {shapes[k]}")
+        if data[k].shape != shapes[k] or (k == "layout" and side not in sides):
+            want = " or ".join(f"({n}, {g}, {g})" for g in sides) if k == "layout" else str(shapes[k])
+            raise CheckpointError(f"{path}: {k} has shape {data[k].shape}, expected {want}")
         out[k] = data[k].astype(np.int64)
     out["has_grid"] = len(present) == len(shapes)
     if all(k in data and data[k].shape == () for k in SWITCHING_METRICS):

@@ -449,6 +449,30 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
     }
 
 
+def code_steering(model: GridTransformer, meta: MetaController, layer: int, codes: dict, layouts: int = 100,
+                  task: str = "heldout") -> dict:
+    """Does a code send the agent to its subgoal? For each ``codes[g]`` (n_z floats, e.g. subgoal g's centroid),
+    greedy rollouts controlled from t = 0 on the layouts of seeds ``0..layouts−1``: the fraction of layouts
+    where the first colour the agent enters is g (colours and subgoals coincide on the 4-colour worlds; on
+    the paper's grid, subgoal g is the pair 2g, 2g+1). Returns ``{"layouts", "first_colour": {g: fraction},
+    "none": {g: fraction of layouts where no colour is entered}}``.
+    """
+    if layouts <= 0:
+        raise ValueError(f"the number of layouts must be positive, got {layouts}")
+    subgoal_of = model.world.tasks.subgoal_of_colour
+    first, none = {}, {}
+    for g, z in codes.items():
+        hits = miss = 0
+        for seed in range(layouts):
+            r = steer(model, layer, list(map(float, z)), meta=meta, layout_seed=seed, task=task, end_on_wrong=False)
+            if not r.colours:
+                miss += 1
+            elif int(subgoal_of(r.colours[0])) == int(g):
+                hits += 1
+        first[str(g)], none[str(g)] = hits / layouts, miss / layouts
+    return {"layouts": int(layouts), "first_colour": first, "none": none}
+
+
 def validate_latent_map(report: dict) -> Projection:
     """Check a latent-map report's shape; returns its projection (ValueError naming the problem otherwise)."""
     if not isinstance(report, dict) or report.get("kind") != LATENT_MAP_KIND:
@@ -476,6 +500,9 @@ def cli_latent_map(args) -> int:
     t = time.perf_counter()
     try:
         report = latent_map(model, meta, layer, args.episodes, args.seed)
+        if args.steer_layouts:
+            codes = {g: c["code"] for g, c in report["centroids"].items()}
+            report["steering"] = code_steering(model, meta, layer, codes, args.steer_layouts)
     except ValueError as e:
         raise UserError(str(e)) from None
     weights = f"{Path(args.checkpoint).with_suffix('')}.safetensors"
@@ -492,6 +519,10 @@ def cli_latent_map(args) -> int:
           f"({report['segments_per_episode']:.2f}/episode, majority-label purity {report['mean_purity']:.3f}); "
           f"PCA explains {ev[0]:.2f} + {ev[1]:.2f} of the code variance; nearest-centroid subgoal accuracy "
           f"{report['centroid_accuracy']:.3f}")
+    if "steering" in report:
+        first = report["steering"]["first_colour"]
+        print(f"centroid codes steered from t = 0 on {args.steer_layouts} layouts: first colour entered is the code's "
+              "subgoal in " + ", ".join(f"{g}: {v:.2f}" for g, v in first.items()))
     return 0
 
 
@@ -526,12 +557,12 @@ def cli_steer(args) -> int:
         else:
             control = _parse_code(args.code)
     elif args.subgoal is not None:
-        model = load_base_model(args.base or "checkpoints/grid/base", args.device)
+        model = load_base_model(args.base or "checkpoints/grid5/base", args.device)
         gt, _ = load_gt_controllers(args.controllers, args.device)
         layer = gt.layer
         control = args.subgoal if args.subgoal == "gt-sequence" else int(args.subgoal) if args.subgoal.isdigit() else args.subgoal
     else:
-        model = load_base_model(args.base or "checkpoints/grid/base", args.device)
+        model = load_base_model(args.base or "checkpoints/grid5/base", args.device)
         layer, control = default_layer(model, args.layer), None
     try:
         results = steer_batch(model, layer, control, layout_seed=args.layout_seed, t0=args.t0, task=args.task,

@@ -155,13 +155,64 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
     return out
 
 
+def discovery_section(set_dir: Path, runs: Path) -> list[str]:
+    """BENCHMARKS.md's "Discovery on the 5×5 world" part: the lever runs, the shipped metacontroller, the probe of
+    internal RL on it (stages 10–11 of scripts/reproduce_grid5.sh)."""
+    out = ["## Discovery on the 5×5 world (`checkpoints/grid5`)", "",
+           f"{datetime.date.today().isoformat()}; {describe_machine()}. Written by "
+           "`python scripts/report_grid5.py --part discovery` from the reports of stages 10–11 of "
+           "`bash scripts/reproduce_grid5.sh`.", ""]
+    lev = load(set_dir / "reports" / "discovery_levers.json")
+    if not lev:
+        return out + ["No `reports/discovery_levers.json`: run stage 10 of `scripts/reproduce_grid5.sh`."]
+    out += ["Metacontrollers on the frozen base model at L/2 (seed 0, batch 128, lr 1e-3, decoder init std 0.1, β-head "
+            "bias 1, α ramped linearly from 0 over the warm-up), evaluated on 512 held-out D* episodes at the step "
+            f"shown; codes analysed at the last step of every segment; centroid steering on {lev['layouts']} layouts "
+            f"per subgoal. `{lev['command']}`", "",
+            "| run | α | other knobs | step | min | F1 | quasi-binary | switches / episode | distortion | rate | code dims used | "
+            "subgoal from code (chance) | first action from code (chance) | centroid code → its colour first |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in lev["runs"]:
+        last, c = r["curve"][-1], r["codes"]
+        kn = ", ".join(f"{k}={v}" for k, v in r["knobs"].items() if k not in ("decoder_init_std", "switch_bias", "layer", "alpha"))
+        steer = r.get("steering", {}).get("first_colour", {})
+        out.append(f"| {r['run']} | {r['alpha']:g} | {kn} | {r['step']} | {fmt(train_minutes(runs / 'grid5' / 'levers' / r['run']), '.0f')} | "
+                   f"{last['f1']:.3f} | {last['binary_fraction']:.3f} | {last['switches']:.2f} | {last['action_nll']:.3f} | "
+                   f"{last['kl']:.3f} | {c['dims_used']} | {c['subgoal_accuracy']:.2f} ({c['subgoal_chance']:.2f}) | "
+                   f"{c['first_action_accuracy']:.2f} ({c['first_action_chance']:.2f}) | "
+                   + " / ".join(f"{v:.2f}" for v in steer.values()) + " |")
+    lm = load(set_dir / "reports" / "latent_map.json")
+    if lm:
+        out += ["", f"Shipped metacontroller (`metacontroller`, run e13), latent map on {lm['episodes']} held-out episodes: "
+                f"{lm['segments_per_episode']:.2f} segments per episode, majority-label purity {lm['mean_purity']:.3f}, "
+                f"PCA explains {lm['explained_variance_ratio'][0]:.2f} + {lm['explained_variance_ratio'][1]:.2f} of the "
+                f"code variance, nearest-centroid subgoal accuracy {lm['centroid_accuracy']:.3f}."]
+        if "steering" in lm:
+            out.append(f"Each subgoal's centroid code, injected from t = 0 on {lm['steering']['layouts']} held-out layouts "
+                       "(greedy): the agent enters that subgoal's colour first in "
+                       + ", ".join(f"{g}: {v:.2f}" for g, v in lm["steering"]["first_colour"].items())
+                       + " of the layouts (chance ≈ 0.25).")
+    rl = load(set_dir / "reports" / "internal_rl_probe.json")
+    if rl:
+        for method, m in rl["methods"].items():
+            g = m.get("eval_greedy", {})
+            out.append(f"Internal RL on it (`{method}`, {m.get('runs')} seed, held-out 0-1-2-3, cpu preset, "
+                       f"{m['episodes']:,} episodes): held-out greedy success at every evaluation "
+                       + " → ".join(f"{v:.3f}" for v in (g.get("median") or [])) + f". `{rl['meta']['command']}`")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default="checkpoints/grid5")
     ap.add_argument("--linear", default="checkpoints/grid5-linear")
     ap.add_argument("--runs", default="runs")
+    ap.add_argument("--part", choices=("base", "discovery"), default="base",
+                    help="base: the base model and controllers (BENCHMARKS.md between <!-- grid5 --> markers); "
+                         "discovery: the metacontroller (between <!-- grid5-discovery --> markers)")
     args = ap.parse_args()
-    print("\n".join(section(Path(args.set), Path(args.linear), Path(args.runs))))
+    make = section if args.part == "base" else lambda s, l, r: discovery_section(s, r)
+    print("\n".join(make(Path(args.set), Path(args.linear), Path(args.runs))))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # Rebuild the laptop world's checkpoint set checkpoints/grid5 (and its linear-encoder contrast, checkpoints/grid5-linear)
 # from nothing: base model, probes, probes over training, ground-truth controllers at L/2 and at the embedding, the
 # layer sweep (Fig. 4, 3 seeds), controllability over training snapshots, and what a controller does to the model's
-# reading of the layout. Every stage is resumable: run the script again and finished stages are not redone (runs
+# reading of the layout; then discovery (stages 10–11): the metacontroller runs that measured each optimisation lever,
+# the shipped metacontroller, its switching export and its latent map. Every stage is resumable: run the script again and finished stages are not redone (runs
 # under runs/ keep their checkpoints; the probes and probe-curve stages are recomputed, a few minutes).
 #
 #   bash scripts/reproduce_grid5.sh            # everything, one stage after another, one thread
@@ -18,44 +19,70 @@ PRE=runs/pretrain/grid5-cpu-seed0
 SWEEP=runs/grid5/layer-sweep
 stage() { echo "[$(date +%H:%M:%S)] $*"; }
 
-stage "1/9 base model (cpu preset, 12,500 steps = 1.6M episodes, snapshots every 1,000 steps)"
+stage "1/11 base model (cpu preset, 12,500 steps = 1.6M episodes, snapshots every 1,000 steps)"
 python -m irl_core pretrain --preset cpu --world grid5 --steps 12500 --snapshot-every 1000 --threads "$T" --seed 0 \
   --run-dir "$PRE" --export "$SET/base"
 
-stage "2/9 probes and diagnostics of the base model"
+stage "2/11 probes and diagnostics of the base model"
 python -m irl_core probes --checkpoint "$SET/base" --episodes 2000
 
-stage "3/9 ground-truth controllers at L/2 (shipped) and at the embedding, layer 0: 2,400 steps, 3× the cpu preset"
+stage "3/11 ground-truth controllers at L/2 (shipped) and at the embedding, layer 0: 2,400 steps, 3× the cpu preset"
 # (the cpu preset's 800 steps gave 0.53 at L/2; 2,400 reach the paper's magnitude: BENCHMARKS.md)
 python -m irl_core gt-controllers --base "$SET/base" --preset cpu --steps 2400 --episodes 1000 --threads "$T" --quiet \
   --run-dir runs/grid5/gt-l3-2400 --export "$SET/gt_controllers" --report "$SET/reports/controllers.json"
 python -m irl_core gt-controllers --base "$SET/base" --preset cpu --layer 0 --steps 2400 --episodes 1000 --threads "$T" \
   --quiet --run-dir runs/grid5/gt-l0-2400 --export "$SET/gt_controllers_layer0" --report "$SET/reports/controllers_layer0.json"
 
-stage "4/9 what the two controllers do to the model's reading of its subgoal and of the layout"
+stage "4/11 what the two controllers do to the model's reading of its subgoal and of the layout"
 python -m irl_core control-reading --base "$SET/base" --controllers "$SET/gt_controllers_layer0" "$SET/gt_controllers" \
   --episodes 600 --out "$SET/reports/control_reading.json"
 
-stage "5/9 layer sweep (Fig. 4): controllers at every layer, 3 seeds, the cpu preset (800 steps each)"
+stage "5/11 layer sweep (Fig. 4): controllers at every layer, 3 seeds, the cpu preset (800 steps each)"
 python -m irl_core layer-sweep --base "$SET/base" --preset cpu --seeds 0,1,2 --episodes 1000 --threads "$T" --quiet \
   --run-dir "$SWEEP" --out "$SET/reports/controllers_layers.json"
 
-stage "6/9 controllability over training: layers 0 and 3 on the 128k, 384k and 768k-episode snapshots"
+stage "6/11 controllability over training: layers 0 and 3 on the 128k, 384k and 768k-episode snapshots"
 python -m irl_core layer-sweep --base "$PRE/checkpoints/step1000" --snapshots "$PRE/checkpoints/step3000" \
   "$PRE/checkpoints/step6000" --preset cpu --layers 0,3 --seeds 0 --episodes 1000 --threads "$T" --quiet \
   --run-dir runs/grid5/snapshot-sweep --out "$SET/reports/controllers_snapshots.json"
 
-stage "7/9 probes over training (Fig. A1): the 128k, 384k, 768k and 1.15M-episode snapshots and the final model"
+stage "7/11 probes over training (Fig. A1): the 128k, 384k, 768k and 1.15M-episode snapshots and the final model"
 python -m irl_core probe-curve "$PRE/checkpoints/step1000" "$PRE/checkpoints/step3000" "$PRE/checkpoints/step6000" \
   "$PRE/checkpoints/step9000" "$SET/base" --episodes 600 --sample-episodes 300 --out "$SET/reports/probes_curve.json"
 
-stage "8/9 the contrast: the same base model with the linear observation encoder"
+stage "8/11 the contrast: the same base model with the linear observation encoder"
 python -m irl_core pretrain --preset cpu --world grid5 --encoder linear --steps 12500 --threads "$T" --seed 0 \
   --run-dir runs/pretrain/grid5-linear-seed0 --export "$LIN/base"
 python -m irl_core probes --checkpoint "$LIN/base" --episodes 2000
 
-stage "9/9 its controllers at L/2 and at layer 0"
+stage "9/11 its controllers at L/2 and at layer 0"
 python -m irl_core layer-sweep --base "$LIN/base" --preset cpu --layers 0,3 --seeds 0 --episodes 1000 --threads "$T" \
   --quiet --run-dir runs/grid5/linear-sweep --out "$LIN/reports/controllers_layers.json"
 python -m irl_core control-reading --base "$LIN/base" --episodes 600 --out "$LIN/reports/control_reading.json"
+stage "10/11 discovery levers: metacontrollers on the frozen base at L/2 (seed 0; ~9 min per 1,500 steps, 1 thread)"
+LEV=runs/grid5/levers
+COMMON=(--base "$SET/base" --preset cpu --decoder-init-std 0.1 --switch-bias 1.0 --seed 0 --threads "$T" --quiet)
+lever() {  # name, then the run's own flags
+  local name=$1; shift
+  [ -f "$LEV/$name/checkpoints/last.json" ] && [ -f "$LEV/$name/result.json" ] && return 0
+  python -m irl_core discover "${COMMON[@]}" "$@" --run-dir "$LEV/$name"
+}
+lever e1 --alpha 0.1 --alpha-warmup 1000 --steps 1500                                   # pooled s, the paper's D*
+lever e2 --alpha 0.1 --alpha-warmup 1000 --steps 1500 --gumbel                          # + Gumbel-Sigmoid β
+lever e3 --alpha 0.3 --alpha-warmup 1000 --steps 1500                                   # a higher α
+lever e9 --alpha 0.5 --alpha-warmup 1000 --steps 1500 --emb-readout per_step            # s_t per step
+lever e11 --alpha 0.3 --alpha-warmup 1000 --steps 1000 --emb-readout per_step --dstar-ties first
+lever e13 --alpha 0.1 --alpha-warmup 1000 --steps 3000 --gumbel --dstar-ties first      # the shipped metacontroller
+lever e14 --alpha 0.3 --alpha-warmup 3000 --steps 3000 --gumbel                         # α ramped over the whole run
+python scripts/collect_discovery_levers.py "$LEV"/e1 "$LEV"/e2 "$LEV"/e3 "$LEV"/e9 "$LEV"/e11 "$LEV"/e13 "$LEV"/e14 \
+  --layouts 50 --out "$SET/reports/discovery_levers.json"
+
+stage "11/11 the shipped metacontroller (e13), its switching export, its latent map with centroid steering, internal RL on it (one seed)"
+for s in json safetensors; do cp "$LEV/e13/checkpoints/metacontroller.$s" "$SET/metacontroller.$s"; done
+python -m irl_core switching --checkpoint "$SET/metacontroller" --episodes 200 --out "$SET/reports/switching.npz"
+python -m irl_core latent-map --checkpoint "$SET/metacontroller" --episodes 500 --steer-layouts 100 --threads "$T" \
+  --out "$SET/reports/latent_map.json"
+python -m irl_core internal-rl --set "$SET" --method internal-rl --preset cpu --episodes 40960 --seed 0 --threads "$T" \
+  --quiet --run-dir runs/internal-rl/grid5-probe/internal-rl-seed0
+python -m irl_core rl-curves --runs runs/internal-rl/grid5-probe --out "$SET/reports/internal_rl_probe.json"
 stage "done"

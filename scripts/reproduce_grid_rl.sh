@@ -1,38 +1,51 @@
 #!/usr/bin/env bash
-# Reproduce the shipped gridworld discovery baselines (β ≡ 1, co-trained, CompILE) and internal-RL curves (Fig. 8) on the shipped base model.
-#   bash scripts/reproduce_grid_rl.sh            # the budget of the shipped artifacts (one CPU core, ~1 h)
+# Fig. 8 on one gridworld checkpoint set: the discovery baselines (β ≡ 1, co-trained, CompILE) and the internal-RL
+# curves of the five methods, trained on the set's base model and frozen metacontroller (<set>/metacontroller first).
+#   bash scripts/reproduce_grid_rl.sh                          # checkpoints/grid, the budget of its shipped artifacts
+#   SET=checkpoints/grid5 ALPHA=… DISCOVERY_STEPS=… DISCOVER_ARGS="…" EPISODES=… SEEDS="0 1 2 3 4" \
+#     bash scripts/reproduce_grid_rl.sh                        # what scripts/reproduce_grid5.sh runs for grid5
 #   EPISODES=1000000 PRESET=paper DEVICE=cuda bash scripts/reproduce_grid_rl.sh   # the paper's budget on a GPU
-# The frozen metacontroller (checkpoints/grid/metacontroller) comes first, from README's command.
+# Every step is resumable: finished checkpoints are kept, interrupted runs resume from their own checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SET=${SET:-checkpoints/grid}
 PRESET=${PRESET:-cpu}
 DEVICE=${DEVICE:-cpu}
 EPISODES=${EPISODES:-15360}
 BATCH=${BATCH:-512}
+ALPHA=${ALPHA:-0.1}
 DISCOVERY_STEPS=${DISCOVERY_STEPS:-300}
+DISCOVER_ARGS=${DISCOVER_ARGS:-}          # the metacontroller recipe's knobs (README "Choices")
 SEEDS=${SEEDS:-"0 1 2"}
 THREADS=${THREADS:-1}
-RUNS=${RUNS:-runs/internal-rl/shipped}
+NAME=$(basename "$SET")
+RUNS=${RUNS:-runs/internal-rl/$NAME}
+stage() { echo "[$(date +%H:%M:%S)] $*"; }
 
 for variant in beta1 cotrained; do
-  if [ ! -f "checkpoints/grid/metacontroller_${variant}.json" ]; then
-    python -m irl_core discover --preset "$PRESET" --variant "$variant" --alpha 0.1 --steps "$DISCOVERY_STEPS" \
-      --seed 0 --threads "$THREADS" --device "$DEVICE" --quiet --run-dir "runs/discover/${PRESET}-${variant}-${DISCOVERY_STEPS}" \
-      --export "checkpoints/grid/metacontroller_${variant}"
+  if [ ! -f "$SET/metacontroller_${variant}.json" ]; then
+    stage "metacontroller, variant $variant (α $ALPHA, $DISCOVERY_STEPS steps)"
+    # shellcheck disable=SC2086
+    python -m irl_core discover --base "$SET/base" --preset "$PRESET" --variant "$variant" --alpha "$ALPHA" \
+      --steps "$DISCOVERY_STEPS" $DISCOVER_ARGS --seed 0 --threads "$THREADS" --device "$DEVICE" --quiet \
+      --run-dir "runs/discover/${NAME}-${PRESET}-${variant}-${DISCOVERY_STEPS}" --export "$SET/metacontroller_${variant}"
   fi
 done
 
-if [ ! -f "checkpoints/grid/compile.json" ]; then
-  python -m irl_core compile --preset "$PRESET" --steps "$DISCOVERY_STEPS" --seed 0 --threads "$THREADS" --device "$DEVICE" \
-    --quiet --run-dir "runs/compile/${PRESET}-${DISCOVERY_STEPS}" --export checkpoints/grid/compile
+if [ ! -f "$SET/compile.json" ]; then
+  stage "CompILE ($DISCOVERY_STEPS steps)"
+  python -m irl_core compile --base "$SET/base" --preset "$PRESET" --steps "$DISCOVERY_STEPS" --seed 0 --threads "$THREADS" \
+    --device "$DEVICE" --quiet --run-dir "runs/compile/${NAME}-${PRESET}-${DISCOVERY_STEPS}" --export "$SET/compile"
 fi
 
 for seed in $SEEDS; do
   for method in internal-rl beta1 cotrained compile raw-action; do
+    stage "internal RL: $method, seed $seed ($EPISODES episodes)"
     export_arg=()
-    if [ "$method" = internal-rl ] && [ "$seed" = 0 ]; then export_arg=(--export checkpoints/grid/internal_rl_policy); fi
-    python -m irl_core internal-rl --method "$method" --preset "$PRESET" --episodes "$EPISODES" --batch-size "$BATCH" \
-      --seed "$seed" --threads "$THREADS" --device "$DEVICE" --quiet --run-dir "$RUNS/${method}-seed${seed}" "${export_arg[@]}"
+    if [ "$method" = internal-rl ] && [ "$seed" = 0 ]; then export_arg=(--export "$SET/internal_rl_policy"); fi
+    python -m irl_core internal-rl --set "$SET" --method "$method" --preset "$PRESET" --episodes "$EPISODES" \
+      --batch-size "$BATCH" --seed "$seed" --threads "$THREADS" --device "$DEVICE" --quiet \
+      --run-dir "$RUNS/${method}-seed${seed}" "${export_arg[@]}"
   done
 done
-python -m irl_core rl-curves --runs "$RUNS" --out checkpoints/grid/reports/internal_rl.json
+python -m irl_core rl-curves --runs "$RUNS" --out "$SET/reports/internal_rl.json"

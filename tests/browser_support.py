@@ -102,7 +102,7 @@ def tiny_app_set(tiny_base, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def app_checkpoints_root(tiny_app_set, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("checkpoints_root")
-    for env in ("grid", "ant"):
+    for env in ("grid5", "grid", "ant"):
         if (ROOT / "checkpoints" / env).exists():
             (root / env).symlink_to(ROOT / "checkpoints" / env, target_is_directory=True)
     (root / "tiny").symlink_to(tiny_app_set, target_is_directory=True)

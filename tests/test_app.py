@@ -17,14 +17,18 @@ from irl_core.reports import SWITCHING_METRICS, load_sweep, load_switching
 
 pytest_plugins = ["browser_support"]  # tiny_app_set
 ROOT = Path(__file__).resolve().parent.parent
+G5, G7 = app_state.SHIPPED_LABELS["grid5"], app_state.SHIPPED_LABELS["grid"]  # the menu's shipped gridworld sets
 
 
 def _page(name: str) -> str:
     return str(ROOT / "app_pages" / f"{name}.py")
 
 
-def _run(path: str, **state) -> AppTest:
+def _run(path: str, set_dir: Path | None = None, **state) -> AppTest:
+    """Run a page alone; ``set_dir`` chooses its checkpoint set (the default is the first shipped one, grid5)."""
     at = AppTest.from_file(path, default_timeout=60)
+    if set_dir is not None:
+        state[app_state.SET_KEY] = str(set_dir)
     for k, v in state.items():
         at.session_state[k] = v
     return at.run()
@@ -83,7 +87,7 @@ def test_sidebar_chooses_environment_checkpoint_set_and_device(tiny_app_set, tmp
     assert not at.exception
     env, ck, dev = (at.sidebar.selectbox(key=k) for k in (app_state.ENV_KEY, app_state.SET_KEY, app_state.DEVICE_KEY))
     assert env.value == "grid" and "cpu" in dev.options
-    assert ck.options == ["grid (shipped)", "grid5 (shipped)", "experiments/tiny"]  # AppTest gives the options as shown
+    assert ck.options == [G5, G7, "experiments/tiny"]  # AppTest gives the options as shown
     ck.set_value(str(root / "experiments" / "tiny")).run()
     assert not at.exception
     assert at.session_state[app_state.SET_KEY] == str(root / "experiments" / "tiny")
@@ -104,10 +108,10 @@ def test_catalogue_lists_shipped_first_then_folders_with_a_base(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "base.json").write_text("{not json")
     grid = app_state.catalogue("grid", tmp_path)
-    assert [s.label for s in grid] == ["grid (shipped)", "grid5 (shipped)", "b", "broken", "runs/a"]
-    assert grid[0].shipped and grid[0].contents() == ["base model"]
+    assert [s.label for s in grid] == [G5, G7, "b", "broken", "runs/a"]
+    assert grid[1].shipped and grid[1].contents() == ["base model"] and not grid[0].contents()
     assert [s.label for s in app_state.catalogue("ant", tmp_path)] == ["ant (shipped)", "ant/wide"]
-    assert [s.label for s in app_state.catalogue("grid", tmp_path / "missing")] == ["grid (shipped)", "grid5 (shipped)"]
+    assert [s.label for s in app_state.catalogue("grid", tmp_path / "missing")] == [G5, G7]
     # each gridworld set knows its world: from its base model's config, else from its name
     (tmp_path / "runs" / "a" / "base.json").write_text(json.dumps({"kind": "grid-transformer", "config": {"world": "grid5"}}))
     assert app_state.set_world(tmp_path / "runs" / "a").name == "grid5"
@@ -148,7 +152,7 @@ def test_probes_page_plots_probes_over_training(tmp_path, monkeypatch):
     points = [{"checkpoint": f"step{i}", "steps": i, "episodes": i * 128, **{k: probes[k] for k in keys}} for i in (500, 1000)]
     (grid / "reports" / "probes_curve.json").write_text(json.dumps({"layers": probes["layers"], "points": points}))
     monkeypatch.setenv("IRL_CHECKPOINTS_DIR", str(tmp_path))
-    at = _run(_page("base_model"))
+    at = _run(_page("base_model"), grid)
     assert not at.exception
     assert "Over training (Fig. A1)" in [h.value for h in at.subheader]
     assert "How sampled episodes end" in [h.value for h in at.subheader]
@@ -196,7 +200,7 @@ def test_tiny_set_files(tiny_app_set):
 
 
 def test_switching_page_plots_the_tiny_export(tiny_root):
-    at = _run(_page("switching"))
+    at = _run(_page("switching"), tiny_root / "grid")
     assert not at.exception and not at.warning
     labels = [m.label for m in at.metric]
     assert labels[:3] == ["Precision", "Recall", "F1 (±1 step)"] and "Quasi-binary" in labels
@@ -221,15 +225,15 @@ def test_switching_page_on_an_export_without_grids(tiny_app_set, tmp_path, monke
     with np.load(path) as f:
         arrays = {k: f[k] for k in ("beta", "subgoal", "length")}
     np.savez_compressed(path, **arrays)
-    _root_with(tmp_path, monkeypatch, s)
-    at = _run(_page("switching"))
+    root = _root_with(tmp_path, monkeypatch, s)
+    at = _run(_page("switching"), root / "grid")
     assert not at.exception
     assert any("older version" in i.value for i in at.info)
     assert at.metric[0].label == "Precision" and len(_charts(at)) == 4
 
 
 def test_rate_distortion_page_plots_the_tiny_table(tiny_root):
-    at = _run(_page("rate_distortion"))
+    at = _run(_page("rate_distortion"), tiny_root / "grid")
     assert not at.exception and not at.warning
     assert len(_charts(at)) == 2 + 4  # frozen, co-trained; four example episodes of the selected point
     assert "Frozen" in at.subheader[0].value  # the default point is a frozen one
@@ -252,8 +256,8 @@ def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp
     frozen[0].pop("examples")  # α = 0
     table["rows"] = [r for r in table["rows"] if r["variant"] == "frozen"] + [{"variant": "frozen", "alpha": "x"}]
     path.write_text(json.dumps(table))
-    _root_with(tmp_path, monkeypatch, s)
-    at = _run(_page("rate_distortion"))
+    root = _root_with(tmp_path, monkeypatch, s)
+    at = _run(_page("rate_distortion"), root / "grid")
     assert not at.exception
     specs = [json.loads(c.proto.spec) for c in _charts(at)]
     symbols = [tr["marker"]["symbol"] for tr in specs[0]["data"] if any(v is not None for v in tr.get("x", []))]
@@ -279,8 +283,8 @@ def test_bad_reports_give_clear_messages(tmp_path, monkeypatch, name, content, m
         np.savez(path, beta=np.zeros((2, 3), np.float32))
     else:
         path.write_bytes(content)
-    _root_with(tmp_path, monkeypatch, s)
-    at = _run(_page("switching" if name.endswith(".npz") else "rate_distortion"))
+    root = _root_with(tmp_path, monkeypatch, s)
+    at = _run(_page("switching" if name.endswith(".npz") else "rate_distortion"), root / "grid")
     assert not at.exception
     assert at.warning and message in at.warning[0].value
 
@@ -315,12 +319,12 @@ def test_internal_rl_page_plots_curves_and_lists_runs(tiny_app_set, tmp_path, mo
     from irl_core.runs import Run
     grid = _copy_set(tiny_app_set, tmp_path / "set")
     _rl_report(grid)
-    _root_with(tmp_path, monkeypatch, grid)
+    root = _root_with(tmp_path, monkeypatch, grid)
     monkeypatch.setenv("IRL_RUNS_DIR", str(tmp_path / "runs"))
     cfg = rl_preset("tiny")
     train(make_learner(cfg, "cpu", 0, grid / "metacontroller"), cfg, Run(tmp_path / "runs" / "internal-rl" / "r1"), 0,
           progress=False)
-    at = _run(_page("internal_rl"))
+    at = _run(_page("internal_rl"), root / "grid")
     assert not at.exception
     spec = json.loads(_charts(at)[0].proto.spec)
     legend = [t.get("name") for t in spec["data"] if t.get("name")]

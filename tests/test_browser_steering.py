@@ -67,9 +67,9 @@ def steer_server(tiny_base, tmp_path_factory):
 
     from browser_support import serving
     root = tmp_path_factory.mktemp("steer_root")
-    rep = _set(root / "grid", tiny_base)
+    rep = _set(root / "steer", tiny_base)  # a set of its own, chosen in the sidebar (the app opens on grid5)
     # the page's defaults: layout seed 0, held-out task, t0 = 0, greedy, keep going after a wrong colour
-    meta, model, layer, _ = load_metacontroller(root / "grid" / "metacontroller", base=root / "grid" / "base")
+    meta, model, layer, _ = load_metacontroller(root / "steer" / "metacontroller", base=root / "steer" / "base")
     proj = Projection.from_dict(rep["projection"])
     runs = {f: steer(model, layer, proj.to_code(_frac_to_xy(rep, *f)), meta=meta, end_on_wrong=False).actions
             for f in ((0.5, 0.5), (0.9, 0.1), (0.1, 0.9))}
@@ -113,6 +113,7 @@ def _wait_change(app, before: str, timeout: float = 60_000) -> float:
 def test_click_and_drag_on_the_latent_map_steer_the_agent(steer_page):
     app, page, rep = steer_page, steer_page.page, steer_page.server.rep
     app.goto("steering")
+    app.select_sidebar("Checkpoint set", "steer")
     app.assert_no_exception()
     page.get_by_text("Latent code z (metacontroller)", exact=True).click()
     app.wait()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from irl_core.checkpoints import CheckpointError
-from irl_core.discovery import (discovery_preset, export_switching, load_metacontroller, run_sweep,
+from irl_core.discovery import (code_accuracy, discovery_preset, segment_ends, export_switching, load_metacontroller, run_sweep,
                                 switch_alignment, train)
 from irl_core.pretrain import load_base_model
 from irl_core.runs import Run
@@ -30,6 +30,31 @@ def _one_torch_thread():
 def _py(*args):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "irl_core", *args], capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_alpha_warmup_ramps_then_holds():
+    cfg = discovery_preset("tiny", alpha=0.3, alpha_warmup=10)
+    assert [round(cfg.alpha_at(s), 6) for s in (0, 4, 9, 10, 500)] == [0.03, 0.15, 0.3, 0.3, 0.3]
+    assert discovery_preset("tiny", alpha=0.3).alpha_at(0) == 0.3  # no warm-up: the paper's constant α
+    with pytest.raises(ValueError, match="alpha_warmup"):
+        discovery_preset("tiny", alpha_warmup=-1)
+
+
+def test_code_accuracy_reads_the_code_at_each_segment_end():
+    # two episodes, segments [0..2] (subgoal 0) and [3..5] (subgoal 1); the code held in each segment
+    beta = np.array([[1, 0, 0, 1, 0, 0], [1, 0, 0, 1, 0, 0]], dtype=np.float32)
+    sub = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1]])
+    length = np.array([6, 6])
+    z = np.zeros((2, 6, 2), dtype=np.float32)
+    z[:, :3, 0], z[:, 3:, 1] = 1.0, 1.0  # subgoal 0 → e₀, subgoal 1 → e₁
+    assert code_accuracy(beta, z, sub, length) == 1.0
+    z_swapped = z.copy()
+    z_swapped[1] = z[1, ::-1]  # the second episode's codes name the other subgoal: centroids coincide
+    assert code_accuracy(beta, z_swapped, sub, length) < 1.0
+    assert np.isnan(code_accuracy(beta, z, np.zeros_like(sub), length))  # one subgoal: nothing to tell apart
+    codes, labels, episode, first = segment_ends(beta, z, sub, np.array([6, 4]))  # episode 1 ends at step 4
+    assert labels.tolist() == [0, 1, 0, 1] and episode.tolist() == [0, 0, 1, 1] and first.tolist() == [0, 3, 0, 3]
+    assert codes.tolist() == [[1, 0], [0, 1], [1, 0], [0, 1]]  # episode 1's second segment ends at step 3
 
 
 # --- alignment metrics on hand-made arrays ---------------------------------------------------------------

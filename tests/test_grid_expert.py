@@ -47,6 +47,20 @@ def test_expert_is_uniform_over_shortest_path_moves(world, task):
         env.step(torch.multinomial(probs, 1, generator=gen).squeeze(1))
 
 
+@pytest.mark.parametrize("world,task", WORLD_TASKS[:1] + WORLD_TASKS[16:17])
+def test_first_tie_break_is_the_first_optimal_move_and_deterministic(world, task):
+    env = BatchedGridPinpad(32, task, seed=2, world=world)
+    env.reset()
+    for _ in range(20):
+        random, first = action_distribution(env.state), action_distribution(env.state, ties="first")
+        assert torch.equal(first.argmax(1), (random > 0).float().argmax(1))  # the first move of the uniform support
+        assert torch.equal(first.max(1).values, torch.ones(env.B))
+        env.step(first.argmax(1))
+    assert bool(expert_episodes(BatchedGridPinpad(64, task, seed=3, world=world), 0.0, "first")["success"].all())
+    with pytest.raises(ValueError, match="ties"):
+        action_distribution(env.state, ties="last")
+
+
 def test_epsilon_noise_never_terminates_and_still_succeeds():
     ep = expert_episodes(BatchedGridPinpad(256, "pretrain", seed=3), epsilon=0.2)
     clean = expert_episodes(BatchedGridPinpad(256, "pretrain", seed=3), epsilon=0.0)

@@ -178,3 +178,20 @@ def test_initialisation_knobs():
     assert torch.equal(lora.decode(z).matrix()[0], lora.decode(z).matrix()[1])  # U(z) = 0 for every z
     u = rnd.decode(z).matrix()
     assert not torch.allclose(u[0], u[1])
+
+
+def test_per_step_readout_sees_the_future_from_each_step():
+    m = make(emb_readout="per_step")
+    e, mask = inputs()
+    t0 = 4
+    e2 = e.clone()
+    e2[:, t0 + 1:] += torch.randn_like(e2[:, t0 + 1:])
+    with torch.no_grad():
+        a = m(e, mask, sample=False)
+        b = m(e2, mask, z_tilde=a.z_tilde)
+    assert a.s.shape == (B, T, m.cfg.n_s)
+    assert not torch.allclose(a.s[:, t0], b.s[:, t0], atol=1e-4), "s_t must see what follows t"
+    assert torch.allclose(a.beta[:, : t0 + 1], b.beta[:, : t0 + 1], atol=1e-6), "β_t must still not see the future"
+    assert torch.allclose(a.mu, m(e, mask, sample=False).mu)  # deterministic
+    with pytest.raises(ValueError, match="emb_readout"):
+        make(emb_readout="last")

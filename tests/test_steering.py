@@ -19,8 +19,8 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import MetaController, MetaControllerConfig
 from irl_core.pretrain import load_base_model
 from irl_core.rollouts import model_policy
-from irl_core.steering import (Projection, episode_layout, fit_projection, latent_map, paper_outcome, segment_codes,
-                               segments, steer, steer_batch, validate_latent_map)
+from irl_core.steering import (Projection, code_steering, episode_layout, fit_projection, latent_map, paper_outcome,
+                               segment_codes, segments, steer, steer_batch, validate_latent_map)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "app_pages" / "steering.py")
@@ -273,13 +273,18 @@ def make_set(folder: Path, tiny_base: Path, meta_checkpoint: Path | None, gt: bo
     return folder
 
 
-def _run_page(monkeypatch, root: Path | None):
+def _run_page(monkeypatch, root: Path | None, set_name: str = "grid"):
+    """The page on the shipped checkpoints (``root`` None: the first shipped set) or on ``root/set_name``."""
     from streamlit.testing.v1 import AppTest
+
+    from irl_core import app_state
+    at = AppTest.from_file(PAGE, default_timeout=180)
     if root is None:
         monkeypatch.delenv("IRL_CHECKPOINTS_DIR", raising=False)
     else:
         monkeypatch.setenv("IRL_CHECKPOINTS_DIR", str(root))
-    at = AppTest.from_file(PAGE, default_timeout=180).run()
+        at.session_state[app_state.SET_KEY] = str(root / set_name)
+    at = at.run()
     assert not at.exception, at.exception
     return at
 
@@ -292,7 +297,7 @@ def test_page_on_shipped_checkpoints(monkeypatch):
     assert not at.exception
     at.radio(key="steer_mode").set_value("latent").run()
     assert not at.exception
-    if not (ROOT / "checkpoints" / "grid" / "metacontroller.safetensors").exists():
+    if not (ROOT / "checkpoints" / "grid5" / "metacontroller.safetensors").exists():
         assert any("python -m irl_core discover" in w.value for w in at.warning)
     at.number_input(key="steer_seed").set_value(-3).run()
     assert not at.exception and any("between 0 and" in e.value for e in at.error)
@@ -330,3 +335,19 @@ def test_page_latent_modes_and_broken_files(monkeypatch, tmp_path, tiny_base, me
     at = _run_page(monkeypatch, root)
     at.radio(key="steer_mode").set_value("latent").run()
     assert not at.exception and any("metacontroller" in w.value for w in at.warning)
+
+
+def test_code_steering_counts_the_first_colour_entered(base):
+    meta = strong_meta(base.cfg.d_model)
+    layer = base.n_layers // 2
+    codes = {"0": [1.5] * 8, "2": [-1.5] * 8}
+    out = code_steering(base, meta, layer, codes, layouts=3)
+    assert out["layouts"] == 3 and set(out["first_colour"]) == {"0", "2"}
+    subgoal_of = base.world.tasks.subgoal_of_colour
+    for g, z in codes.items():  # the same rollouts, one by one
+        runs = [steer(base, layer, z, meta=meta, layout_seed=s, end_on_wrong=False) for s in range(3)]
+        hits = sum(bool(r.colours) and int(subgoal_of(r.colours[0])) == int(g) for r in runs)
+        assert out["first_colour"][g] == hits / 3
+        assert out["none"][g] == sum(not r.colours for r in runs) / 3
+    with pytest.raises(ValueError, match="layouts"):
+        code_steering(base, meta, layer, codes, layouts=0)
