@@ -5,7 +5,7 @@ import streamlit as st
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
 from irl_core.palette import METHOD_COLOURS
-from irl_core.reports import load_report
+from irl_core.reports import load_report, rl_null_note
 
 METHOD_LABELS = {"internal-rl": "internal RL", "raw-action": "raw-action RL", "beta1": "internal RL, β ≡ 1",
                  "cotrained": "internal RL, co-trained metacontroller", "compile": "CompILE"}
@@ -62,6 +62,9 @@ fig = go.Figure()
 try:
     shipped = load_report("internal_rl", set_dir=sel.set_dir)
     band_traces(fig, shipped.get("methods", {}), key, "solid", ", shipped")
+    null = rl_null_note(shipped.get("methods", {}))
+    if null:
+        st.info(null)
 except CheckpointError as e:
     shipped = None
     st.info(str(e))

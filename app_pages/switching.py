@@ -13,7 +13,7 @@ from irl_core.checkpoints import CheckpointError
 from irl_core.envs.tasks import format_task
 from irl_core.palette import subgoal_palette
 from irl_core.plots import grid_figure, subgoal_legend_html, switching_timeline, task_html
-from irl_core.reports import load_switching, report_path
+from irl_core.reports import load_switching, report_path, switching_null_note
 
 sel = app_state.current()
 st.title("Switching: when does the metacontroller change its abstract action?")
@@ -46,6 +46,9 @@ except CheckpointError as e:
     st.stop()
 
 m = data["metrics"]
+null = switching_null_note(m, sel.set_dir)
+if null:
+    st.info(null)
 st.caption(f"{len(data['length'])} held-out episodes from `{Path(data['path']).name}`"
            + (f", metacontroller `{data['checkpoint']}`" if data["checkpoint"] else ""))
 cols = st.columns(6)

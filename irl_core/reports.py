@@ -193,3 +193,53 @@ def load_sweep(set_dir: str | Path | None = None, env: str = "grid", root: str |
         row["examples"] = _examples(r.get("examples"))
         kept.append(row)
     return dict(table, rows=kept, invalid_rows=invalid, path=str(path))
+
+
+# --- one-sentence explanations of null results (pages) ---------------------------------------------------
+def switching_null_note(metrics: dict, set_dir: str | Path | None = None, root: str | Path | None = None) -> str | None:
+    """A sentence for a switching export whose gate does not follow the subgoals (F1 < 0.5), with the measured
+    reason and where it is documented, pointing at another shipped gridworld set whose export does; None otherwise."""
+    f1, switches, binary = metrics.get("f1", 0.0), metrics.get("switches", 0.0), metrics.get("binary_fraction", 0.0)
+    if f1 >= 0.5:
+        return None
+    if switches < 1.05:
+        why = f"it collapsed: β exceeds 0.5 {switches:.2f} times per episode, so one code is held for the whole episode"
+    elif switches > 1.5 * (metrics.get("true_changes", 0.0) + 1):
+        why = f"it over-switches ({switches:.2f} switches per episode for {metrics.get('true_changes', 0.0):.2f} subgoal changes)"
+    else:
+        why = f"its switches ({switches:.2f} per episode, {binary:.0%} quasi-binary) miss the subgoal changes"
+    note = f"F1 {f1:.2f}: this metacontroller does not switch where the subgoal changes, because {why} (BENCHMARKS.md)."
+    better = _best_other_set("switching", set_dir, root, lambda d: load_switching(d)["metrics"]["f1"], 0.9)
+    if better:
+        note += f" Choose **{better[0]}** in the sidebar: its metacontroller reaches F1 {better[1]:.2f}."
+    return note
+
+
+def rl_null_note(methods: dict, threshold: float = 0.05) -> str | None:
+    """A sentence for shipped internal-RL curves that all stay near zero (final median greedy success < threshold)."""
+    finals = {m: (v.get("eval_greedy", {}).get("median") or [0.0])[-1] for m, v in methods.items()}
+    if not finals or max(finals.values()) >= threshold:
+        return None
+    best = max(finals, key=finals.get)
+    return (f"Every shipped curve stays near 0 (best final held-out success {finals[best]:.3f}, {best}): no shipped "
+            "metacontroller yet has codes that name subgoals, which internal RL needs (BENCHMARKS.md, \"Discovery on the "
+            "5×5 world\" and \"Metacontrollers on the shipped base model\").")
+
+
+def _best_other_set(name: str, set_dir, root, score, at_least: float) -> tuple[str, float] | None:
+    """The shipped gridworld set other than ``set_dir`` whose report ``name`` scores highest (≥ ``at_least``)."""
+    from irl_core.app_state import SHIPPED_SETS
+    base = Path(root) if root is not None else checkpoints_root()
+    here = Path(set_dir).resolve() if set_dir is not None else None
+    best = None
+    for s in SHIPPED_SETS["grid"]:
+        d = base / s
+        if here is not None and d.resolve() == here:
+            continue
+        try:
+            v = float(score(d))
+        except (CheckpointError, OSError, KeyError, ValueError):
+            continue
+        if v >= at_least and (best is None or v > best[1]):
+            best = (s, v)
+    return best

@@ -155,6 +155,9 @@ def section(set_dir: Path, linear: Path, runs: Path) -> list[str]:
     return out
 
 
+COMMON_KNOBS = {"decoder_init_std": 0.1, "switch_bias": 1.0, "layer": 3}  # what every lever run shares (in the text)
+
+
 def discovery_section(set_dir: Path, runs: Path) -> list[str]:
     """BENCHMARKS.md's "Discovery on the 5×5 world" part: the lever runs, the shipped metacontroller, the probe of
     internal RL on it (stages 10–11 of scripts/reproduce_grid5.sh)."""
@@ -166,7 +169,8 @@ def discovery_section(set_dir: Path, runs: Path) -> list[str]:
     if not lev:
         return out + ["No `reports/discovery_levers.json`: run stage 10 of `scripts/reproduce_grid5.sh`."]
     out += ["Metacontrollers on the frozen base model at L/2 (seed 0, batch 128, lr 1e-3, decoder init std 0.1, β-head "
-            "bias 1, α ramped linearly from 0 over the warm-up), evaluated on 512 held-out D* episodes at the step "
+            "bias 1 and layer 3 = L/2 unless the row says otherwise, α ramped linearly from 0 over the warm-up), "
+            "evaluated on 512 held-out D* episodes at the step "
             f"shown; codes analysed at the last step of every segment; centroid steering on {lev['layouts']} layouts "
             f"per subgoal. `{lev['command']}`", "",
             "| run | α | other knobs | step | min | F1 | quasi-binary | switches / episode | distortion | rate | code dims used | "
@@ -174,7 +178,7 @@ def discovery_section(set_dir: Path, runs: Path) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in lev["runs"]:
         last, c = r["curve"][-1], r["codes"]
-        kn = ", ".join(f"{k}={v}" for k, v in r["knobs"].items() if k not in ("decoder_init_std", "switch_bias", "layer", "alpha"))
+        kn = ", ".join(f"{k}={v}" for k, v in r["knobs"].items() if k != "alpha" and COMMON_KNOBS.get(k) != v)
         steer = r.get("steering", {}).get("first_colour", {})
         out.append(f"| {r['run']} | {r['alpha']:g} | {kn} | {r['step']} | {fmt(train_minutes(runs / 'grid5' / 'levers' / r['run']), '.0f')} | "
                    f"{last['f1']:.3f} | {last['binary_fraction']:.3f} | {last['switches']:.2f} | {last['action_nll']:.3f} | "

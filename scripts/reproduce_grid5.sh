@@ -74,7 +74,10 @@ lever e9 --alpha 0.5 --alpha-warmup 1000 --steps 1500 --emb-readout per_step    
 lever e11 --alpha 0.3 --alpha-warmup 1000 --steps 1000 --emb-readout per_step --dstar-ties first
 lever e13 --alpha 0.1 --alpha-warmup 1000 --steps 3000 --gumbel --dstar-ties first      # the shipped metacontroller
 lever e14 --alpha 0.3 --alpha-warmup 3000 --steps 3000 --gumbel                         # α ramped over the whole run
+lever e15 --alpha 0.1 --alpha-warmup 1000 --steps 3000 --gumbel --dstar-ties first --layer 0   # e13 at the embedding
+lever e16 --alpha 0.1 --alpha-warmup 1000 --steps 3000 --gumbel --dstar-ties first --decoder-init-std 1.0
 python scripts/collect_discovery_levers.py "$LEV"/e1 "$LEV"/e2 "$LEV"/e3 "$LEV"/e9 "$LEV"/e11 "$LEV"/e13 "$LEV"/e14 \
+  "$LEV"/e15 "$LEV"/e16 \
   --layouts 50 --out "$SET/reports/discovery_levers.json"
 
 stage "11/11 the shipped metacontroller (e13), its switching export, its latent map with centroid steering, internal RL on it (one seed)"

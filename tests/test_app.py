@@ -362,3 +362,26 @@ def test_the_grid5_set_draws_its_world(tiny_base5, tmp_path, monkeypatch):
     at = _run(_page("base_model"), **state)
     assert not at.exception and _charts(at) and "colour being sought" in " ".join(m.value for m in at.markdown)
     assert any("layer-sweep" in c.value for c in at.caption)  # the Fig. 4 sweep is missing: its command is named
+
+
+def test_null_results_are_explained_in_one_sentence(tmp_path):
+    from irl_core.reports import rl_null_note, switching_null_note
+    good = {"f1": 0.95, "switches": 3.0, "true_changes": 2.0, "binary_fraction": 1.0}
+    assert switching_null_note(good, root=tmp_path) is None
+    assert "collapsed" in switching_null_note({**good, "f1": 0.0, "switches": 0.0}, root=tmp_path)
+    assert "over-switches" in switching_null_note({**good, "f1": 0.3, "switches": 9.0}, root=tmp_path)
+    assert "miss the subgoal changes" in switching_null_note({**good, "f1": 0.3, "switches": 3.0}, root=tmp_path)
+    flat = {"internal-rl": {"eval_greedy": {"median": [0.0, 0.01]}}, "raw-action": {"eval_greedy": {"median": [0.0, 0.0]}}}
+    assert "near 0" in rl_null_note(flat) and "internal-rl" in rl_null_note(flat)
+    assert rl_null_note({**flat, "beta1": {"eval_greedy": {"median": [0.0, 0.6]}}}) is None
+
+
+def test_switching_page_on_the_collapsed_7x7_set_points_to_grid5():
+    at = _run(_page("switching"), ROOT / "checkpoints" / "grid")
+    assert not at.exception
+    note = next(i.value for i in at.info if i.value.startswith("F1 "))
+    assert "collapsed" in note and "grid5" in note
+    at = _run(_page("switching"), ROOT / "checkpoints" / "grid5")
+    assert not at.exception and not any(i.value.startswith("F1 ") for i in at.info)
+    at = _run(_page("internal_rl"), ROOT / "checkpoints" / "grid")
+    assert not at.exception and any("near 0" in i.value for i in at.info)
