@@ -6,8 +6,8 @@ torch, and library code (``irl_core.reports``) can use :func:`checkpoints_root`.
 
 * A **checkpoint set** is a folder of artifacts for one environment: ``base.{json,safetensors}``, other
   checkpoints beside it (``gt_controllers``, ``metacontroller``…) and ``reports/`` (JSON reports, ``.npz``
-  exports). The catalogue lists the shipped sets first (``<root>/grid5``, the laptop 5×5 world where every
-  effect of the paper shows, which the app opens on, then ``<root>/grid``, the paper's 7×7 world, whose
+  exports). The catalogue lists the shipped sets first (``<root>/grid5``, the laptop 5×5 world whose base model
+  steers, which the app opens on, then ``<root>/grid``, the paper's 7×7 world, whose
   CPU-trained base model is not steerable; ``<root>/ant`` for the ant), then every other
   folder under the checkpoints root that holds a ``base.json``. Users pick from it; they never type paths.
 * A gridworld set's **world** (``grid7`` or ``grid5``) is read from its ``base.json``

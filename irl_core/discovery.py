@@ -233,11 +233,29 @@ def infer(model: GridTransformer, meta: MetaController, layer: int, episodes: di
             "action_nll": nll_sum / max(1, n), "kl": kl_sum / max(1, n)}
 
 
+def segments(beta: np.ndarray, length: int, threshold: float = 0.5) -> list[tuple[int, int]]:
+    """Maximal runs of steps between switches: ``[(first, last)]`` (inclusive) over the ``length`` valid steps."""
+    starts = [0] + [t for t in range(1, length) if beta[t] > threshold]
+    ends = [s - 1 for s in starts[1:]] + [length - 1]
+    return list(zip(starts, ends))
+
+
+def centroid_accuracy(codes: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of labelled codes nearer to their own subgoal's mean code than to any other (in R^{n_z})."""
+    ok = labels >= 0
+    codes, labels = codes[ok], labels[ok]
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        return float("nan")
+    cents = np.stack([codes[labels == c].mean(0) for c in classes])
+    pred = classes[((codes[:, None, :] - cents[None]) ** 2).sum(-1).argmin(1)]
+    return float((pred == labels).mean())
+
+
 def segment_ends(beta: np.ndarray, z: np.ndarray, subgoal: np.ndarray, length: np.ndarray,
                  threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every labelled segment (steps between switches): ``(code at its last step (S, n_z), majority subgoal (S,),
     episode (S,), first step (S,))``."""
-    from irl_core.steering import segments
     codes, labels, episode, start = [], [], [], []
     for i, (b, zz, g, n) in enumerate(zip(beta, z, subgoal, length)):
         for first, last in segments(b, int(n), threshold):
@@ -256,7 +274,6 @@ def code_accuracy(beta: np.ndarray, z: np.ndarray, subgoal: np.ndarray, length: 
                   threshold: float = 0.5) -> float:
     """Do the codes name the subgoal? Nearest-centroid accuracy (in R^{n_z}) of the code at the last step of
     every segment (steps between switches) against the segment's majority subgoal; NaN with < 2 subgoals."""
-    from irl_core.steering import centroid_accuracy
     codes, labels, _, _ = segment_ends(beta, z, subgoal, length, threshold)
     return centroid_accuracy(codes, labels) if len(codes) else float("nan")
 

@@ -491,9 +491,14 @@ def train(learner, cfg: InternalRLConfig, run: Run, seed: int = 0, progress: boo
 
 
 # --- loading what a method needs -------------------------------------------------------------------------------
+def method_set(set_dir=None) -> Path:
+    """The checkpoint set whose checkpoints a method uses: ``set_dir``, by default the shipped ``grid5``."""
+    return Path(set_dir or SHIPPED / DEFAULT_SET)
+
+
 def default_metacontroller(method: str, set_dir=None) -> Path:
     """The checkpoint that ``method`` uses in checkpoint set ``set_dir`` (default: the shipped ``grid5``)."""
-    return Path(set_dir or SHIPPED / DEFAULT_SET) / METACONTROLLER_FOR[method]
+    return method_set(set_dir) / METACONTROLLER_FOR[method]
 
 
 def check_variant(method: str, info_variant: str, path) -> None:
@@ -502,20 +507,6 @@ def check_variant(method: str, info_variant: str, path) -> None:
         how = "compile" if want == "compile" else f"discover --variant {want}"
         raise CheckpointError(f"{path}: a {info_variant!r} checkpoint; method {method!r} needs a {want!r} one "
                               f"(python -m irl_core {how} ...)")
-
-
-def make_learner(cfg: InternalRLConfig, device, seed: int, metacontroller=None, base=None, set_dir=None):
-    """The learner of ``cfg.method`` with its frozen parts loaded from checkpoints (by default those of the
-    checkpoint set ``set_dir``, itself by default the shipped ``grid5``)."""
-    if cfg.method == "raw-action":
-        from irl_core.baselines.raw_action import RawActionLearner
-        from irl_core.pretrain import load_base_model
-        base = base or Path(set_dir or SHIPPED / DEFAULT_SET) / "base"
-        return RawActionLearner(load_base_model(base, device), cfg, device, seed)
-    path = metacontroller or default_metacontroller(cfg.method, set_dir)
-    meta, model, layer = load_code_module(path, device, base)
-    check_variant(cfg.method, _variant(path), path)
-    return InternalLearner(model, meta, layer, cfg, device, seed)
 
 
 def load_code_module(path, device="cpu", base=None) -> tuple[nn.Module, GridTransformer, int]:
@@ -532,7 +523,8 @@ def load_code_module(path, device="cpu", base=None) -> tuple[nn.Module, GridTran
     return freeze(meta), model, layer
 
 
-def _variant(path) -> str:
+def checkpoint_variant(path) -> str:
+    """The variant a metacontroller or CompILE checkpoint records (frozen, beta1, cotrained, compile)."""
     from irl_core.checkpoints import read_json
     return read_json(Path(str(path)).with_suffix(".json"))["config"]["variant"]
 

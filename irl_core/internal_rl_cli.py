@@ -10,7 +10,8 @@ def _internal_rl(args) -> int:
     import torch
 
     from irl_core.device import resolve_device
-    from irl_core.internal_rl import make_learner, rl_preset, save_policy, train
+    from irl_core.internal_rl import rl_preset, save_policy, train
+    from irl_core.rl_methods import make_learner
     from irl_core.runs import Run, new_run_id
     if args.threads:
         torch.set_num_threads(args.threads)

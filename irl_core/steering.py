@@ -38,6 +38,7 @@ import torch
 
 from irl_core.controllers import Control, GTControllers, apply_control, lower, upper_logits
 from irl_core.data import heldout_episodes, training_tensors
+from irl_core.discovery import centroid_accuracy, segments
 from irl_core.envs.grid import BatchedGridPinpad, GridBatch
 from irl_core.envs.tasks import format_task, task_set
 from irl_core.envs.worlds import GridWorld, get_world
@@ -300,13 +301,6 @@ def export_steered(path, results: list[SteerResult]) -> None:
 
 
 # --- the latent map -------------------------------------------------------------------------------------
-def segments(beta: np.ndarray, length: int, threshold: float = 0.5) -> list[tuple[int, int]]:
-    """Maximal runs of steps between switches: ``[(first, last)]`` (inclusive) over the ``length`` valid steps."""
-    starts = [0] + [t for t in range(1, length) if beta[t] > threshold]
-    ends = [s - 1 for s in starts[1:]] + [length - 1]
-    return list(zip(starts, ends))
-
-
 @torch.no_grad()
 def segment_codes(model: GridTransformer, meta: MetaController, layer: int, episodes: dict[str, torch.Tensor],
                   batch: int = 256, threshold: float = 0.5) -> dict[str, np.ndarray]:
@@ -390,18 +384,6 @@ def fit_projection(codes: np.ndarray) -> tuple[Projection, np.ndarray]:
     else:
         mean = codes.mean(0)
     return Projection(mean, comp), ratio
-
-
-def centroid_accuracy(codes: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of labelled codes nearer to their own subgoal's mean code than to any other (in R^{n_z})."""
-    ok = labels >= 0
-    codes, labels = codes[ok], labels[ok]
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        return float("nan")
-    cents = np.stack([codes[labels == c].mean(0) for c in classes])
-    pred = classes[((codes[:, None, :] - cents[None]) ** 2).sum(-1).argmin(1)]
-    return float((pred == labels).mean())
 
 
 def file_digest(path) -> str:

@@ -14,7 +14,8 @@ from irl_core.checkpoints import CheckpointError
 from irl_core.controllers import apply_control, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, training_tensors, trim
 from irl_core.envs.grid import BatchedGridPinpad
-from irl_core.internal_rl import InternalEnv, collect_internal, make_learner, rl_preset
+from irl_core.internal_rl import InternalEnv, collect_internal, rl_preset
+from irl_core.rl_methods import make_learner
 from irl_core.internal_rl import AbstractActionPolicy
 from irl_core.internal_rl import train as train_rl
 from irl_core.pretrain import load_base_model
