@@ -113,7 +113,7 @@ def cli_video(args) -> int:
 
 
 def rollouts(args) -> int:
-    """``rollouts --env ant``: export expert rollouts in DESIGN.md's ant format."""
+    """``rollouts --env ant``: export expert rollouts in docs/design.md's ant format."""
     import torch
     from irl_core.ant_data import export_rollouts
     from irl_core.envs.tasks import task_set

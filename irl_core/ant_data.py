@@ -16,7 +16,7 @@ key                shape, dtype  content
 ``meta``           () str        JSON: kind (D or D*), checkpoint, seed, attempted episodes, env constants
 =================  ============  ======================================================================
 
-D samples the expert's Gaussian and D* takes its mean (PAPER.md §1.3); like the paper, only successful
+D samples the expert's Gaussian and D* takes its mean (docs/paper.md §1.3); like the paper, only successful
 episodes are kept (``keep_failures`` keeps all). Episode ``j`` is seeded from ``[seed, j]``, so the same
 seed gives the same file.
 """
@@ -126,7 +126,7 @@ def episodes(data: dict):
 
 
 # --------------------------------------------------------------------------------------------------
-# Rollouts export (DESIGN.md's ant format) and evaluation reports
+# Rollouts export (docs/design.md's ant format) and evaluation reports
 # --------------------------------------------------------------------------------------------------
 def export_rollouts(checkpoint, tasks, n: int, seed: int, out, mean_action: bool = False) -> dict:
     """Write ``layout`` (N,4,4) i8, ``task`` (N,4) i8, ``xy`` (N,T,2) f32 (NaN after the episode; T = the longest

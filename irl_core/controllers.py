@@ -1,13 +1,13 @@
-"""Residual-stream controllers and the ground-truth subgoal controllers (PAPER.md §4, Eq. 1, Table A7).
+"""Residual-stream controllers and the ground-truth subgoal controllers (docs/paper.md §4, Eq. 1, Table A7).
 
 A controller rewrites the residual stream between two blocks of the frozen base model,
 
     ê_{t,l} = e_{t,l} + U_t e_{t,l},                                                        (Eq. 1, 11)
 
 with U_t produced by a hypernetwork ``f_hyp`` from a code z_t. On the grid U is low-rank (rank 16),
-U = A Bᵀ with A, B ∈ R^{n_e × 16} (the factorisation is our choice: PAPER.md §8; it is LoRA's), and
+U = A Bᵀ with A, B ∈ R^{n_e × 16} (the factorisation is our choice: docs/paper.md §8; it is LoRA's), and
 ê = e + A (Bᵀ e) is computed with two explicit matrix–vector products (never an einsum that could
-silently become a diagonal gain, PAPER.md §9). ``rank=0`` gives a full n_e × n_e matrix (the ant's
+silently become a diagonal gain, docs/paper.md §9). ``rank=0`` gives a full n_e × n_e matrix (the ant's
 "Linear" controller).
 
 Ground-truth controllers are the metacontroller with β ≡ 1 and z_t = onehot(g_t, K=4), g_t the subgoal
@@ -435,7 +435,7 @@ def cli_layer_sweep(args) -> int:
 
 
 def cli_gt_rollouts(args) -> int:
-    """``gt-rollouts``: the rollout export of DESIGN.md for the ``gt-controllers`` policy."""
+    """``gt-rollouts``: the rollout export of docs/design.md for the ``gt-controllers`` policy."""
     from irl_core.cli import UserError
     from irl_core.pretrain import load_base_model
     from irl_core.data import export_npz

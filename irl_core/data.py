@@ -1,4 +1,4 @@
-"""Grid datasets D and D* (PAPER.md §1.3): expert episodes with per-step ground-truth subgoal labels.
+"""Grid datasets D and D* (docs/paper.md §1.3): expert episodes with per-step ground-truth subgoal labels.
 
 Episodes are stored compactly as the layout and the agent's cell at every step (observations are a
 function of the two and are rebuilt on demand by :func:`irl_core.envs.grid.observations_from_positions`):
@@ -165,7 +165,7 @@ def world_of_layout(layout) -> GridWorld:
 
 
 def export_arrays(episodes: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Rollouts (the tensors of :func:`run_episodes`) in DESIGN.md's grid format: ``layout`` (N, G, G),
+    """Rollouts (the tensors of :func:`run_episodes`) in docs/design.md's grid format: ``layout`` (N, G, G),
     ``start`` (N, 2) row and column, ``task`` (N, 12), ``actions`` (N, T), ``success`` (N,), and ``world``
     (the name of the world whose size the layout has)."""
     start = episodes["pos"][:, 0].long().cpu()

@@ -1,6 +1,6 @@
 """Unsupervised discovery of abstract actions: metacontroller training, switching metrics, α sweeps.
 
-Training (PAPER.md §5.2–5.3): each step draws ``batch_size`` fresh D* episodes (ε = 0 expert, pretraining
+Training (docs/paper.md §5.2–5.3): each step draws ``batch_size`` fresh D* episodes (ε = 0 expert, pretraining
 tasks), runs the base model's lower blocks to layer l (no gradient for the ``frozen`` variants), the
 metacontroller, and the upper blocks on ê, and takes one AdamW step on Eq. 3 (λ = 0). Variants:
 
@@ -563,9 +563,9 @@ SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fr
 
 
 def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device="cpu", base=None) -> dict[str, float]:
-    """Write DESIGN.md's ``switching`` .npz on held-out D* episodes; returns the metrics.
+    """Write docs/design.md's ``switching`` .npz on held-out D* episodes; returns the metrics.
 
-    Keys: ``beta`` (N, T) float32, ``subgoal`` (N, T) int8, ``length`` (N,) int — DESIGN.md's format — and,
+    Keys: ``beta`` (N, T) float32, ``subgoal`` (N, T) int8, ``length`` (N,) int — docs/design.md's format — and,
     for the app's switching page, ``layout`` (N, G, G) int8, ``pos`` (N, T+1) int8 agent cells (−1 pad),
     ``task`` (N, 12) int8 (−1 pad), one float64 scalar per entry of :data:`SWITCHING_METRICS` (the
     alignment over all N episodes) and ``checkpoint`` (str).

@@ -1,4 +1,4 @@
-"""Internal RL (PAPER.md §6, Algorithms 1–3): RL in the space of the metacontroller's codes z.
+"""Internal RL (docs/paper.md §6, Algorithms 1–3): RL in the space of the metacontroller's codes z.
 
 **The internal environment** (:class:`InternalEnv`) is the paper's Algorithm 1, batched over B episodes
 and unrolled one primitive step at a time. Everything in it is frozen: the base model (lower blocks on
@@ -36,7 +36,7 @@ Choices where the paper is silent (README "Choices"):
   start"); β_1 is still computed so that the switching unit's state advances as in training.
 * Raw actions are always sampled from the upper blocks (Algorithm 1); "greedy" evaluation takes the
   policy's mean code.
-* "Train steps" vs Fig. 8's episodes is ambiguous (PAPER.md §6); our budget is counted in episodes.
+* "Train steps" vs Fig. 8's episodes is ambiguous (docs/paper.md §6); our budget is counted in episodes.
 """
 from __future__ import annotations
 

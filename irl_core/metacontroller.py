@@ -1,4 +1,4 @@
-"""The metacontroller (PAPER.md §5.1–5.2, Eqs. 2–3 and 11–18, Table A9 sizes).
+"""The metacontroller (docs/paper.md §5.1–5.2, Eqs. 2–3 and 11–18, Table A9 sizes).
 
 It reads the residual stream e_{1:T} at layer l = L/2 of the (frozen) base model and writes back
 ê_t = e_t + U_t e_t. Its parts, with their sizes:

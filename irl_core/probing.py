@@ -1,4 +1,4 @@
-"""Per-layer linear probes of the residual stream (PAPER.md §3) and the base model's diagnostics.
+"""Per-layer linear probes of the residual stream (docs/paper.md §3) and the base model's diagnostics.
 
 Probes: for every layer l = 0..L (0 = the embedding, l = after block l−1) a multinomial logistic regression
 (scikit-learn) decodes the ground-truth subgoal g_t from the instantaneous residual e_{t,l} of held-out

@@ -103,7 +103,7 @@ def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: s
         raise CheckpointError(f"{path}: not a readable .npz file ({e})") from None
     missing = [k for k in ("beta", "subgoal", "length") if k not in data]
     if missing:
-        raise CheckpointError(f"{path}: missing arrays {missing} (expected DESIGN.md's switching export)")
+        raise CheckpointError(f"{path}: missing arrays {missing} (expected docs/design.md's switching export)")
     beta, subgoal, length = data["beta"].astype(np.float32), data["subgoal"].astype(np.int64), data["length"]
     if beta.ndim != 2 or beta.shape[0] == 0 or subgoal.shape != beta.shape or length.shape != beta.shape[:1]:
         raise CheckpointError(f"{path}: expected beta (N, T), subgoal (N, T), length (N,) with N > 0; got "

@@ -1,4 +1,4 @@
-"""Which learner each of Fig. 8's methods trains (PAPER.md §6): internal RL over a frozen code module
+"""Which learner each of Fig. 8's methods trains (docs/paper.md §6): internal RL over a frozen code module
 (metacontroller, β ≡ 1, co-trained, CompILE; :mod:`irl_core.internal_rl`) or raw-action RL
 (:mod:`irl_core.baselines.raw_action`). Kept apart from both so that imports flow one way."""
 from __future__ import annotations

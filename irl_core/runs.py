@@ -1,5 +1,5 @@
 """Run directories: ``runs/<stage>/<run-id>/`` with ``config.json``, ``status.json``, ``metrics.jsonl``
-and ``checkpoints/`` (DESIGN.md). Every write is atomic except the append-only metrics log, whose
+and ``checkpoints/`` (docs/design.md). Every write is atomic except the append-only metrics log, whose
 lines are written whole and flushed, and which a reader tolerates ending in a partial line.
 
 **One writer per run directory.** A process that writes a run owns it through an exclusive ``fcntl.flock``

@@ -1,4 +1,4 @@
-"""Steering the frozen base model by injecting a controller from a chosen time step (PAPER.md §4–§5, Fig. A4).
+"""Steering the frozen base model by injecting a controller from a chosen time step (docs/paper.md §4–§5, Fig. A4).
 
 One episode (or a few on the same layout) of the base model acting through its KV-cached split forward,
 lower blocks → control → upper blocks (as :func:`irl_core.controllers.controlled_step`). From time step
@@ -283,7 +283,7 @@ def steer(model: GridTransformer, layer: int, control: ControlSpec = None, *, la
 
 
 def export_steered(path, results: list[SteerResult]) -> None:
-    """The rollouts of :func:`steer_batch` in DESIGN.md's rollouts .npz format (+ ``delta_ratio`` (N, T) float32).
+    """The rollouts of :func:`steer_batch` in docs/design.md's rollouts .npz format (+ ``delta_ratio`` (N, T) float32).
 
     ``success`` is the paper-rules outcome; ``actions`` are those of the run (beyond a wrong colour too
     when it was made with ``end_on_wrong=False``).

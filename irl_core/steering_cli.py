@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--sample", action="store_true", help="sample actions (default: greedy)")
     p.add_argument("--no-cut", action="store_true", help="keep going after a wrong colour (diagnostic; success is still the paper's)")
     p.add_argument("--diagnostic-steps", type=int, help="with --no-cut: stop this many steps after the paper's end (and t0)")
-    p.add_argument("--out", required=True, help="output .npz file (DESIGN.md rollouts format + delta_ratio)")
+    p.add_argument("--out", required=True, help="output .npz file (docs/design.md rollouts format + delta_ratio)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled actions (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.set_defaults(handler=_steer)

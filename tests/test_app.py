@@ -219,7 +219,7 @@ def test_switching_page_plots_the_tiny_export(tiny_root):
 
 
 def test_switching_page_on_an_export_without_grids(tiny_app_set, tmp_path, monkeypatch):
-    """A file in DESIGN.md's minimal format (beta, subgoal, length) still plots, and says what is missing."""
+    """A file in docs/design.md's minimal format (beta, subgoal, length) still plots, and says what is missing."""
     s = _copy_set(tiny_app_set, tmp_path / "set")
     path = s / "reports" / "switching.npz"
     with np.load(path) as f:

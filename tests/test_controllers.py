@@ -1,4 +1,4 @@
-"""Residual-stream controllers and ground-truth subgoal controllers (PAPER.md §4)."""
+"""Residual-stream controllers and ground-truth subgoal controllers (docs/paper.md §4)."""
 import subprocess
 import sys
 

@@ -128,7 +128,7 @@ def test_discovery_pipeline_end_to_end(tiny_base, tmp_path):
     assert again["distortion"] == pytest.approx(result["distortion"])
     with pytest.raises(CheckpointError, match="different config"):
         train(base, discovery_preset("tiny", alpha=0.3), run, seed=0, progress=False, base_checkpoint=str(tiny_base))
-    # switching export (DESIGN.md format)
+    # switching export (docs/design.md format)
     out = tmp_path / "sw.npz"
     m = export_switching(run.checkpoint_dir / "metacontroller", out, episodes=6, seed=0)
     with np.load(out) as f:

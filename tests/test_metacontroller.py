@@ -1,4 +1,4 @@
-"""Every metacontroller component (PAPER.md §5.1): shapes, gradients, causality, integration."""
+"""Every metacontroller component (docs/paper.md §5.1): shapes, gradients, causality, integration."""
 import pytest
 import torch
 

@@ -230,7 +230,7 @@ def test_cli_latent_map_and_steer(meta_checkpoint, tiny_base, tmp_path, capsys):
     validate_latent_map(rep)
     assert rep["episodes"] == 6 and rep["metacontroller_sha256"] and "latent-map" in rep["command"]
     assert len(rep["points"]) == len(rep["labels"]) == len(rep["codes"]) == rep["n_segments"]
-    # steer (in-process): a latent code, a map point, no control; DESIGN.md's rollouts format (+ delta_ratio)
+    # steer (in-process): a latent code, a map point, no control; docs/design.md's rollouts format (+ delta_ratio)
     npz = tmp_path / "steer.npz"
     assert main(["steer", "--metacontroller", str(meta_checkpoint), "--code", ",".join(["1.5"] * 8), "--t0", "2",
                  "--layout-seed", "4", "--episodes", "2", "--sample", "--no-cut", "--diagnostic-steps", "10",

@@ -1,4 +1,4 @@
-"""CompILE (Kipf et al. 2019) adapted as the paper's baseline (PAPER.md §6, C.4.3, Tables A11/A12).
+"""CompILE (Kipf et al. 2019) adapted as the paper's baseline (docs/paper.md §6, C.4.3, Tables A11/A12).
 
 CompILE replaces the metacontroller as the module that produces the codes z, and its codes steer the
 same frozen base model through the same controller, ê_t = e_t + U(z) e_t at layer L/2 with a rank-16 U

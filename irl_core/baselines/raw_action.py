@@ -1,4 +1,4 @@
-"""Raw-action RL (PAPER.md §6, Fig. 8's first baseline): the pretrained base model itself finetuned on raw
+"""Raw-action RL (docs/paper.md §6, Fig. 8's first baseline): the pretrained base model itself finetuned on raw
 actions with the same critic-free PPO, budget and evaluation as internal RL. Every primitive step is a
 decision; the ratio ρ_t = π(a_t | o_{1:t}) / π_old(a_t | o_{1:t}) is computed by a full forward pass of the
 episode, and every step of an episode gets its episode's normalised return as advantage.

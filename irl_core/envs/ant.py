@@ -1,4 +1,4 @@
-"""Ant-pinpad (PAPER.md §1.2): the classic MuJoCo ant on a 4×4 grid of coloured floor tiles and one wall.
+"""Ant-pinpad (docs/paper.md §1.2): the classic MuJoCo ant on a 4×4 grid of coloured floor tiles and one wall.
 
 Two front ends over one implementation:
 

@@ -1,4 +1,4 @@
-"""Gridworld-pinpad (PAPER.md §1.1): a batched torch simulator and a gymnasium single-episode env.
+"""Gridworld-pinpad (docs/paper.md §1.1): a batched torch simulator and a gymnasium single-episode env.
 
 The world is a parameter (:class:`irl_core.envs.worlds.GridWorld`): ``grid7`` is the paper's (G=7, O=8,
 W=4, T=100), ``grid5`` the laptop world (G=5, O=4, W=1, T=50). The rules are the paper's in both.
@@ -20,7 +20,7 @@ resampled: the layout distribution is uniform over the layouts on which the task
 what the paper's expert, which solves every episode, implies. "Solvable" includes finishing within T: for
 the 12-colour held-out task about 0.4% of otherwise solvable layouts need more than 100 steps.
 
-Cells are indexed ``row * G + col``; layouts use the codes of DESIGN.md: −1 empty, −2 wall, 0..O−1 colour.
+Cells are indexed ``row * G + col``; layouts use the codes of docs/design.md: −1 empty, −2 wall, 0..O−1 colour.
 Shapes below are written for ``grid7`` (49 cells, 8 colours, 637 features).
 """
 from __future__ import annotations

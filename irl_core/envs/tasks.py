@@ -1,4 +1,4 @@
-"""Tasks of gridworld-pinpad and ant-pinpad (PAPER.md §1, Tables A1 and A2) and their subgoal labels.
+"""Tasks of gridworld-pinpad and ant-pinpad (docs/paper.md §1, Tables A1 and A2) and their subgoal labels.
 
 A task is a tuple of colour indices that must be visited in order. The ground-truth *abstract action*
 (subgoal) at a step is the subgoal of the colour the agent is heading to at that step. A
@@ -11,7 +11,7 @@ A task is a tuple of colour indices that must be visited in order. The ground-tr
 Functions take ``env``: a name (``"grid"`` and ``"grid7"`` are the paper's grid, ``"grid5"``, ``"ant"``),
 a :class:`TaskStructure`, or a world (``irl_core.envs.worlds.GridWorld``, which holds one).
 
-The label is never the index of the colour in the task (PAPER.md §9).
+The label is never the index of the colour in the task (docs/paper.md §9).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The gridworlds as parameters: one :class:`GridWorld` description per variant, two shipped.
 
-* ``grid7`` — the paper's gridworld-pinpad (PAPER.md §1.1): 7×7, 8 colours, 4 walls, T = 100, subgoal =
+* ``grid7`` — the paper's gridworld-pinpad (docs/paper.md §1.1): 7×7, 8 colours, 4 walls, T = 100, subgoal =
   colour pair (``colour // 2``), the 16 tasks of Table A1, held-out 0-1-2-3-4-5-6-7-0-1-2-3.
 * ``grid5`` — the laptop world: 5×5, 4 colours, 1 wall, T = 50, subgoal = the colour itself, the 16
   three-colour tasks of Table A2 (the ant-pinpad's task structure) for pretraining, held-out 0-1-2-3.

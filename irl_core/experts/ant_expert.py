@@ -1,4 +1,4 @@
-"""The ant-pinpad expert (PAPER.md §1.3): a grid-level shortest-path planner plus a PPO-trained locomotion
+"""The ant-pinpad expert (docs/paper.md §1.3): a grid-level shortest-path planner plus a PPO-trained locomotion
 policy that walks in the direction the planner gives.
 
 Planner. A breadth-first search on the 4×4 grid from the target colour's cell, through cells that are

@@ -1,4 +1,4 @@
-"""The gridworld DP expert (PAPER.md §1.3): the stochastic shortest-path policy.
+"""The gridworld DP expert (docs/paper.md §1.3): the stochastic shortest-path policy.
 
 At every step the expert picks uniformly among *all* moves that lie on a shortest path to the colour it
 seeks next, where shortest paths may only cross empty cells (never a wall, never another colour, which

@@ -1,6 +1,6 @@
 """Hawk's recurrent block (De et al. 2024, "Griffin"): a gated temporal convolution and a Real-Gated Linear
 Recurrent Unit (RG-LRU), followed by a gated MLP, both as residual branches. Used as the 1-layer SSM of
-the internal-RL policy (PAPER.md §6, Tables A13/A14: depth 1, width 256).
+the internal-RL policy (docs/paper.md §6, Tables A13/A14: depth 1, width 256).
 
 Every module has a sequence form (``forward``, (B, K, w) with a validity mask) and a step form
 (``step``, (B, w) plus a state), and the sequence form is the step form applied K times, so the two

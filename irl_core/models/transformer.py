@@ -1,4 +1,4 @@
-"""The gridworld base model: a causal pre-norm Transformer over observations (PAPER.md §2, Table A4).
+"""The gridworld base model: a causal pre-norm Transformer over observations (docs/paper.md §2, Table A4).
 
 Input: the observation o_t only (one token per time step, no actions). Outputs at step t: logits of the
 expert's action a_t (categorical) and of the next observation o_{t+1} (the λ term). Blocks are pre-norm
@@ -13,7 +13,7 @@ Choices where the paper is silent (also in README "Choices"):
 * Observation embedding: ``linear`` (a linear map of the 637-d one-hot) or ``agent_centred`` (the same
   one-hot re-laid on a (2G−1)² = 13×13 canvas centred on the agent, flattened and mapped linearly, plus a learned
   embedding of the agent's absolute cell). Both are linear maps of a fixed rearrangement of o_t, so no
-  information is added or dropped; the second makes "what is around me" linear, which NOTES.md measured
+  information is added or dropped; the second makes "what is around me" linear, which docs/notes.md measured
   to learn navigation an order of magnitude faster.
 * Each layer has its own relative-position bias table (T5 shares one); context = the episode (≤ 100).
 
