@@ -34,7 +34,7 @@ import torch
 from irl_core.controllers import GTControllers, lower
 from irl_core.data import heldout_episodes, training_tensors
 from irl_core.models.transformer import GridTransformer, resid_hook_name
-from irl_core.probing import _optimal_moves, fit_probe
+from irl_core.probing import _optimal_moves
 
 
 def _probe_and_score(x_train, y_train, tests: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict[str, float]:

@@ -26,7 +26,6 @@ Choices where the paper is silent:
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_check
 from irl_core.data import export_arrays, expert_episodes, replay, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
+from irl_core.experts.grid_expert import TIES
 from irl_core.envs.tasks import task_set
 from irl_core.envs.worlds import check_same_world
 from irl_core.models.transformer import GridTransformer, KVCache
@@ -147,7 +147,7 @@ def default_layer(model: GridTransformer, layer: int | None) -> int:
 
 def load_base_for_layer(path, device, layer: int | None) -> GridTransformer:
     """The base model at ``path`` for a command that controls ``layer``; an invalid layer is a one-line user error."""
-    from irl_core.cli import UserError
+    from irl_core.errors import UserError
     from irl_core.pretrain import load_base_model
     model = load_base_model(path, device)
     try:
@@ -167,6 +167,7 @@ class GTControllerConfig:
     hidden: int = 32              # hypernetwork hidden width
     n_subgoals: int | None = None  # K, one-hot code size (None: the world's, 4 pairs in grid7, 4 colours in grid5)
     tasks: str = "pretrain"       # training tasks of D* (fresh ε = 0 expert episodes every step)
+    dstar_ties: str = "random"    # D* expert's tie-breaking: "random" (the paper's) or "first" (deterministic)
     steps: int = 3200             # AdamW steps
     batch_size: int = 512         # episodes per step
     lr: float = 1e-3
@@ -175,6 +176,10 @@ class GTControllerConfig:
     log_every: int = 50
     checkpoint_every: int = 400
     eval_episodes: int = 1000     # held-out-task episodes for the success rate
+
+    def __post_init__(self):
+        if self.dstar_ties not in TIES:
+            raise ValueError(f"dstar_ties must be one of {list(TIES)}, got {self.dstar_ties!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,7 +252,7 @@ def train_gt_controllers(model: GridTransformer, cfg: GTControllerConfig, run: R
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
             with torch.no_grad():
-                episodes = expert_episodes(env, 0.0)
+                episodes = expert_episodes(env, 0.0, cfg.dstar_ties)
             loss = gt_loss(model, ctrl, episodes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -356,95 +361,3 @@ def controlled_layer_sweep(model: GridTransformer, cfg: GTControllerConfig, laye
             if progress:
                 print(f"layer {layer} (relative {layer - L // 2:+d}), seed {seed}: success {ev['success_rate']:.3f}")
     return rows
-
-
-# --- CLI handlers (registered by irl_core.discovery_cli) --------------------------------------------
-def _threads(args) -> None:
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-
-
-def cli_gt_controllers(args) -> int:
-    from irl_core.cli import UserError
-    _threads(args)
-    try:
-        cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, layer=args.layer,
-                        eval_episodes=args.episodes)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    model = load_base_for_layer(args.base, args.device, cfg.layer)
-    run = Run(args.run_dir) if args.run_dir else Run.create("gt-controllers")
-    print(f"run directory: {run.path}")
-    try:
-        ctrl = train_gt_controllers(model, cfg, run, args.seed, progress=not args.quiet)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    ev = evaluate_gt_controllers(model, ctrl, cfg.eval_episodes, args.seed)
-    run.log(cfg.steps, **{"eval/success_rate": ev["success_rate"]})
-    report = {"base": str(args.base), "seed": args.seed, "layer": ctrl.layer, "config": cfg.to_dict(),
-              "command": "python -m irl_core " + " ".join(sys.argv[1:]), **ev}
-    atomic_write_json(run.path / "report.json", report)
-    if args.export:
-        save_gt_controllers(args.export, ctrl, report)
-        print(f"exported {args.export}")
-    if args.report:
-        atomic_write_json(args.report, report)
-    print(f"GT controllers at layer {ctrl.layer}: success {ev['success_rate']:.4f} over {ev['episodes']} episodes "
-          f"of the held-out task (mean colours completed {ev['mean_colours_completed']:.2f} of "
-          f"{len(model.world.heldout_task)})")
-    return 0
-
-
-def cli_layer_sweep(args) -> int:
-    from irl_core.cli import UserError
-    from irl_core.pretrain import load_base_model
-    _threads(args)
-    try:
-        cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, eval_episodes=args.episodes)
-        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-        seeds = tuple(int(x) for x in args.seeds.split(","))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    bases = [args.base, *args.snapshots]
-    models = [load_base_model(b, args.device) for b in bases]  # every checkpoint loads before anything trains
-    model = models[0]
-    try:
-        for m, b in zip(models, bases):
-            if m.world.name != model.world.name or m.n_layers != model.n_layers:
-                raise ValueError(f"{b}: a {m.n_layers}-layer {m.world.name} model; {args.base} is a "
-                                 f"{model.n_layers}-layer {model.world.name} one")
-        for layer in layers or []:
-            default_layer(model, layer)  # validate every layer before creating anything
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    run_root = Path(args.run_dir) if args.run_dir else Run.create("gt-layer-sweep").path
-    rows = []
-    try:
-        for k, (m, b) in enumerate(zip(models, bases)):
-            root = run_root if k == 0 else run_root / f"base{k}"
-            episodes = int(load_checkpoint(b)[2].get("episodes", 0))
-            rows += [{"base": str(b), "base_episodes": episodes, **r}
-                     for r in controlled_layer_sweep(m, cfg, layers, seeds, root, progress=not args.quiet)]
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    out = {"base": str(args.base), "world": model.world.name, "n_layers": model.n_layers, "config": cfg.to_dict(),
-           "command": "python -m irl_core " + " ".join(sys.argv[1:]), "rows": rows}
-    atomic_write_json(args.out, out)
-    print(f"wrote {args.out}: " + ", ".join(f"layer {r['layer']}: {r['success_rate']:.3f}" for r in rows))
-    return 0
-
-
-def cli_gt_rollouts(args) -> int:
-    """``gt-rollouts``: the rollout export of docs/design.md for the ``gt-controllers`` policy."""
-    from irl_core.cli import UserError
-    from irl_core.pretrain import load_base_model
-    from irl_core.data import export_npz
-    model = load_base_model(args.base, args.device)
-    ctrl, _ = load_gt_controllers(args.checkpoint, args.device, base=model)
-    try:
-        eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    export_npz(args.out, eps)
-    print(f"wrote {args.out}: {args.episodes} episodes, success {eps['success'].float().mean():.4f}")
-    return 0

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from irl_core.envs.grid import BatchedGridPinpad, GridBatch, GridPinpadEnv, observations_from_positions
-from irl_core.envs.tasks import format_task, subgoal_of_colour, task_set
+from irl_core.envs.tasks import subgoal_of_colour
 from irl_core.envs.worlds import WORLDS, GridWorld, WorldError, get_world
 from irl_core.experts.grid_expert import expert_action
 
@@ -223,18 +223,3 @@ def replay(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"success": success, "colours_completed": completed, "consistent": consistent}
 
 
-def cli_generate(args) -> int:
-    from irl_core.device import resolve_device
-    from irl_core.cli import UserError
-    dev = resolve_device(args.device)
-    world = get_world(args.world)
-    task_set(args.tasks, world)  # validate before working
-    try:
-        data = generate_dataset(args.episodes, args.tasks, args.epsilon, args.seed, dev, world=world)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    save_dataset(args.out, data, tasks=args.tasks, epsilon=args.epsilon, seed=args.seed, world=world.name)
-    n_tasks = len({format_task(t[t >= 0]) for t in data["task"]})
-    print(f"wrote {args.out}: {len(data['length'])} episodes over {n_tasks} task(s), mean length "
-          f"{data['length'].mean():.1f}, success {data['success'].mean():.3f}")
-    return 0

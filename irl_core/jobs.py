@@ -46,7 +46,8 @@ from typing import Protocol, Sequence
 import torch
 
 from irl_core.checkpoints import REPO_ROOT, atomic_write_json
-from irl_core.cli import UserError, build_parser, main, validate
+from irl_core.cli import build_parser, main, validate
+from irl_core.errors import UserError
 from irl_core.device import available_devices, resolve_device
 from irl_core.runs import LOCK_FD_ENV, STATUSES, Run, RunBusy, adopt_lock, lock_run_dir, runs_root, write_holder
 

@@ -37,13 +37,6 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
 
 
-def subgoal_palette(kind: str = "pair") -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(names, colours)`` of the subgoals: the pairs A..D (``kind="pair"``) or the colours 0..3 (``"colour"``)."""
-    if kind == "pair":
-        return SUBGOAL_NAMES, SUBGOAL_COLOURS
-    return tuple(f"{c} ({COLOUR_NAMES[c]})" for c in range(4)), COLOURS[:4]
-
-
 def hex_to_rgba01(colour: str, alpha: float = 1.0) -> tuple[float, float, float, float]:
     """``"#e6194b"`` → RGBA floats in [0, 1] (MuJoCo materials)."""
     r, g, b = hex_to_rgb(colour)

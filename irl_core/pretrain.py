@@ -15,7 +15,6 @@ and continues the same curve.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -24,12 +23,11 @@ from tqdm import tqdm
 
 from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   resume_training, save_checkpoint, training_state)
-from irl_core.config import PRETRAIN_PRESETS, PretrainConfig, preset
+from irl_core.config import PretrainConfig
 from irl_core.data import expert_episodes, training_tensors
 from irl_core.device import resolve_device
 from irl_core.machine import cpu_has_native_bf16, describe_machine
 from irl_core.envs.grid import BatchedGridPinpad
-from irl_core.envs.worlds import get_world
 from irl_core.models.transformer import KIND, GridTransformer, TransformerConfig, pretrain_loss
 from irl_core.runs import Run
 
@@ -214,23 +212,3 @@ def load_base_model(path: str | Path, device: str | torch.device = "cpu") -> Gri
     return model.to(resolve_device(device)).eval()
 
 
-def cli_pretrain(args) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
-                     encoder=args.encoder, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
-                     warmup_steps=args.warmup_steps, chunks=args.chunks, init_from=args.init,
-                     snapshot_every=args.snapshot_every, obs_coef=args.obs_coef, world=args.world,
-                     precision=args.precision)
-        get_world(cfg.world)
-    except ValueError as e:
-        from irl_core.cli import UserError
-        raise UserError(str(e)) from None
-    run = Run(args.run_dir) if args.run_dir else Run.create("pretrain")
-    print(f"run directory: {run.path}")
-    model = train(cfg, run, args.device, args.seed, stop_at=args.stop_at)
-    if args.export:
-        out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
-        print(f"exported {out}")
-    return 0

@@ -22,8 +22,6 @@ training (Table A6); both fit the same convex objective.
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +33,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from irl_core.checkpoints import atomic_write_json
 from irl_core.data import heldout_episodes, training_tensors
 from irl_core.device import resolve_device
 from irl_core.envs.grid import INF, WALL, distance_maps
@@ -308,23 +305,6 @@ def probe_report(model: GridTransformer, n_episodes: int = 2000, seed: int = 0, 
     }
 
 
-def cli_probes(args) -> int:
-    from irl_core.pretrain import load_base_model
-    model = load_base_model(args.checkpoint, args.device)
-    report = probe_report(model, args.episodes, args.seed, args.device, args.sample_episodes)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "reports" / "probes.json"
-    report["checkpoint"] = str(args.checkpoint)
-    atomic_write_json(out, report)
-    sp = report["subgoal_probe"]
-    print("layer  subgoal  control  last-colour  control")
-    for l in report["layers"]:
-        print(f"{l:5d}  {sp['accuracy'][l]:.3f}    {sp['control'][l]:.3f}    "
-              f"{report['last_colour_probe']['accuracy'][l]:.3f}        {report['last_colour_probe']['control'][l]:.3f}")
-    print(json.dumps({k: report[k] for k in ("action_accuracy", "history_use", "history_use_bayes", "sampled")}, indent=1))
-    print(f"wrote {out}")
-    return 0
-
-
 def probe_curve(checkpoints: list[Path], n_episodes: int = 1000, seed: int = 0, device="cpu",
                 sample_episodes: int = 500, progress: bool = True, previous: dict | None = None) -> dict:
     """The probes report of every checkpoint in ``checkpoints`` (e.g. a run's snapshots), ordered by the
@@ -356,36 +336,3 @@ def probe_curve(checkpoints: list[Path], n_episodes: int = 1000, seed: int = 0, 
             "n_episodes": n_episodes, "sample_episodes": sample_episodes, "seed": seed, "points": points}
 
 
-def cli_probe_curve(args) -> int:
-    from irl_core.cli import UserError
-    paths = [Path(p) for p in args.checkpoints]
-    if args.run_dir:
-        snaps = sorted((Path(args.run_dir) / "checkpoints").glob("step*.json"), key=lambda p: int(p.stem[4:]))
-        if not snaps:
-            raise UserError(f"{args.run_dir}: no snapshots (checkpoints/step<N>); train with --snapshot-every N")
-        paths += [p.with_suffix("") for p in snaps]
-    if not paths:
-        raise UserError("give --run-dir and/or checkpoints")
-    previous = None
-    if Path(args.out).exists():
-        try:
-            previous = json.loads(Path(args.out).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{args.out}: exists but is not valid JSON; remove it or choose another --out") from None
-    out = probe_curve(paths, args.episodes, args.seed, args.device, args.sample_episodes, previous=previous)
-    out["command"] = "python -m irl_core " + " ".join(sys.argv[1:])
-    atomic_write_json(args.out, out)
-    print(f"wrote {args.out}: {len(out['points'])} checkpoints")
-    return 0
-
-
-def cli_activations(args) -> int:
-    from irl_core.pretrain import load_base_model
-    model = load_base_model(args.checkpoint, args.device)
-    eps = {k: v.cpu() for k, v in heldout_episodes(args.episodes, args.seed, model.world, resolve_device(args.device)).items()}
-    resid, _ = residual_stream(model, eps)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, resid=resid.numpy().astype(np.float16), subgoal=eps["subgoal"].numpy().astype(np.int8),
-                        length=eps["length"].numpy().astype(np.int64))
-    print(f"wrote {args.out}: resid {tuple(resid.shape)}")
-    return 0

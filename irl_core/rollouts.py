@@ -8,15 +8,14 @@ likely one with ``greedy=True``). The world is the model's (``model.world``) or,
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from irl_core.data import Policy, export_npz, expert_policy, run_episodes
+from irl_core.data import Policy, expert_policy, run_episodes
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
-from irl_core.envs.tasks import format_task, task_set
+from irl_core.envs.tasks import task_set
 from irl_core.envs.worlds import GridWorld, get_world
 from irl_core.models.transformer import GridTransformer
 
@@ -98,36 +97,3 @@ def rollout(policy_name: str, task: str, episodes: int, seed: int = 0, device="c
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def cli_rollouts(args) -> int:
-    from irl_core.cli import UserError
-    if args.env == "ant":
-        from irl_core import ant_cli
-        return ant_cli.rollouts(args)
-    if args.policy not in ("expert", "base", "gt-controllers", "internal-rl"):
-        raise UserError(f"unknown grid policy {args.policy!r}; expected 'expert', 'base', 'gt-controllers' or 'internal-rl'")
-    if args.episodes <= 0:
-        raise UserError(f"--episodes must be positive, got {args.episodes}")
-    model = None
-    world = get_world(args.world)
-    if args.policy in ("base", "gt-controllers"):
-        from irl_core.pretrain import load_base_model
-        model = load_base_model(args.checkpoint, args.device)
-        world = model.world
-    if args.policy == "gt-controllers":
-        from irl_core.controllers import gt_controller_rollouts, load_gt_controllers
-        ctrl, _ = load_gt_controllers(args.controllers, args.device, base=model)
-        eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
-    elif args.policy == "internal-rl":
-        from irl_core.internal_rl import policy_rollouts
-        eps, info = policy_rollouts(args.policy_checkpoint, args.episodes, args.seed, args.device, args.greedy, args.task)
-        world = get_world(info["world"])
-    else:
-        eps = rollout(args.policy, args.task, args.episodes, args.seed, args.device, model, args.greedy,
-                      end_on_wrong=not args.no_cut, world=world)
-    export_npz(args.out, eps)
-    stats = sequence_statistics(visited_colours(eps), world)
-    tasks = ", ".join(format_task(t) for t in task_set(args.task, world)[:3])
-    print(f"wrote {args.out}: {args.episodes} episodes of {args.policy} on {tasks}{'…' if args.task == 'pretrain' else ''}; "
-          f"success {eps['success'].float().mean():.4f}, mean length {eps['length'].float().mean():.1f}, "
-          f"first colours spell a pretraining task in {stats['follows_pretraining_task']:.3f}")
-    return 0

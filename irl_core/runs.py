@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from irl_core.checkpoints import REPO_ROOT, atomic_write_bytes, atomic_write_json, naming, read_json
-from irl_core.cli import UserError
+from irl_core.errors import UserError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 _OUTCOME_KEYS = ("error", "error_tail", "exit_code", "finished", "note")  # dropped when a run starts again

@@ -27,7 +27,6 @@ back to the code z = mean + [x, y] @ components (the point of the code plane clo
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -469,94 +468,3 @@ def validate_latent_map(report: dict) -> Projection:
     if proj.mean.shape[0] != int(report.get("n_z", proj.mean.shape[0])):
         raise ValueError("latent-map projection does not match its n_z")
     return proj
-
-
-# --- CLI handlers (registered by irl_core.steering_cli) -------------------------------------------------
-def cli_latent_map(args) -> int:
-    from irl_core.checkpoints import atomic_write_json
-    from irl_core.cli import UserError
-    from irl_core.discovery import load_metacontroller
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-    meta, model, layer, info = load_metacontroller(args.checkpoint, args.device, args.base)
-    t = time.perf_counter()
-    try:
-        report = latent_map(model, meta, layer, args.episodes, args.seed)
-        if args.steer_layouts:
-            codes = {g: c["code"] for g, c in report["centroids"].items()}
-            report["steering"] = code_steering(model, meta, layer, codes, args.steer_layouts)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    weights = f"{Path(args.checkpoint).with_suffix('')}.safetensors"
-    report["metacontroller"] = str(args.checkpoint)
-    report["metacontroller_sha256"] = file_digest(weights)
-    report["base_checkpoint"] = str(args.base or info.get("base_checkpoint"))
-    report["seconds"] = round(time.perf_counter() - t, 2)
-    report["command"] = "python -m irl_core " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["latent-map"] else \
-        f"python -m irl_core latent-map --checkpoint {args.checkpoint} --episodes {args.episodes} --out {args.out}"
-    out = args.out or Path(args.checkpoint).parent / "reports" / "latent_map.json"
-    atomic_write_json(out, report)
-    ev = report["explained_variance_ratio"]
-    print(f"wrote {out}: {report['n_segments']} segments from {args.episodes} held-out D* episodes "
-          f"({report['segments_per_episode']:.2f}/episode, majority-label purity {report['mean_purity']:.3f}); "
-          f"PCA explains {ev[0]:.2f} + {ev[1]:.2f} of the code variance; nearest-centroid subgoal accuracy "
-          f"{report['centroid_accuracy']:.3f}")
-    if "steering" in report:
-        first = report["steering"]["first_colour"]
-        print(f"centroid codes steered from t = 0 on {args.steer_layouts} layouts: first colour entered is the code's "
-              "subgoal in " + ", ".join(f"{g}: {v:.2f}" for g, v in first.items()))
-    return 0
-
-
-def _parse_code(text: str) -> list[float]:
-    from irl_core.cli import UserError
-    try:
-        return [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise UserError(f"--code must be comma-separated numbers, got {text!r}") from None
-
-
-def cli_steer(args) -> int:
-    from irl_core.cli import UserError
-    from irl_core.controllers import default_layer, load_gt_controllers
-    from irl_core.discovery import load_metacontroller
-    from irl_core.pretrain import load_base_model
-    meta = gt = None
-    if args.code is not None and args.subgoal is not None:
-        raise UserError("give either --code (a metacontroller code) or --subgoal (a ground-truth controller), not both")
-    if args.code is not None or args.xy is not None:
-        meta, model, layer, _ = load_metacontroller(args.metacontroller, args.device, args.base)
-        if args.xy is not None:
-            from irl_core.checkpoints import read_json
-            try:
-                proj = validate_latent_map(read_json(args.latent_map))
-                xy = _parse_code(args.xy)
-                if len(xy) != 2:
-                    raise ValueError(f"--xy needs 2 numbers, got {len(xy)}")
-            except ValueError as e:
-                raise UserError(f"{args.latent_map}: {e}") from None
-            control = proj.to_code(xy).tolist()
-        else:
-            control = _parse_code(args.code)
-    elif args.subgoal is not None:
-        model = load_base_model(args.base or "checkpoints/grid5/base", args.device)
-        gt, _ = load_gt_controllers(args.controllers, args.device)
-        layer = gt.layer
-        control = args.subgoal if args.subgoal == "gt-sequence" else int(args.subgoal) if args.subgoal.isdigit() else args.subgoal
-    else:
-        model = load_base_model(args.base or "checkpoints/grid5/base", args.device)
-        layer, control = default_layer(model, args.layer), None
-    try:
-        results = steer_batch(model, layer, control, layout_seed=args.layout_seed, t0=args.t0, task=args.task,
-                              greedy=not args.sample, episodes=args.episodes, seed=args.seed,
-                              end_on_wrong=not args.no_cut, diagnostic_steps=args.diagnostic_steps, meta=meta, gt=gt)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    export_steered(args.out, results)
-    r = results[0]
-    rate = np.mean([x.success for x in results])
-    print(f"wrote {args.out}: {len(results)} episode(s) on layout seed {args.layout_seed}, task {format_task(r.task)}, "
-          f"control from t0={args.t0} at layer {layer}; paper-rules success {rate:.3f}; first episode: "
-          f"{r.outcome} after {r.end_step} steps, colours {'-'.join(map(str, r.paper_colours)) or 'none'} "
-          f"({r.seconds * 1000:.0f} ms)")
-    return 0

@@ -74,7 +74,7 @@ def test_rollouts_export_format(trained, tmp_path):
 
 
 def test_rollouts_function_uses_ant_default_checkpoint(tmp_path, monkeypatch):
-    from irl_core import ant_cli
+    from irl_core.cli import ant as ant_cli
     monkeypatch.setattr(ant_cli, "DEFAULT_EXPERT", str(tmp_path / "no_expert_here"))
     args = Namespace(env="ant", policy="expert", task="0-3-2", episodes=1, seed=0, device="cpu",
                      out=str(tmp_path / "r.npz"), checkpoint=ant_cli._GRID_DEFAULT)

@@ -205,3 +205,15 @@ def test_control_reading_measures_a_controller(tiny_base5, tmp_path):
         control_reading(model, ctrls, read_layer=1, episodes=8)
     alone = control_reading(model, [], episodes=20)  # no controller: the uncontrolled readings only
     assert alone["rows"] == [] and alone["read_layer"] == model.n_layers and len(alone["layout_probe_by_layer"]) == 3
+
+
+def test_gt_controllers_train_on_the_chosen_dstar_ties(tiny_base, tmp_path):
+    """`dstar_ties` reaches the D* the controllers train on: same seed, other tie-break, other controllers."""
+    model = load_base_model(tiny_base)
+    with pytest.raises(ValueError, match="dstar_ties"):
+        gt_preset("tiny", dstar_ties="sometimes")
+    runs = {ties: train_gt_controllers(model, gt_preset("tiny", dstar_ties=ties), Run(tmp_path / ties), seed=0,
+                                       progress=False) for ties in ("random", "first")}
+    assert Run(tmp_path / "first").read_config()["dstar_ties"] == "first"
+    assert not all(torch.equal(a, b) for a, b in zip(runs["random"].state_dict().values(),
+                                                      runs["first"].state_dict().values()))

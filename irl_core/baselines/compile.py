@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -342,24 +341,3 @@ class CompILESwitcher(nn.Module):
         return self.net.decode(z)
 
 
-def cli_compile(args) -> int:
-    from irl_core.cli import UserError
-    from irl_core.controllers import load_base_for_layer
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        cfg = compile_preset(args.preset, alpha_z=args.alpha_z, alpha_b=args.alpha_b, temperature=args.temperature,
-                             steps=args.steps, batch_size=args.batch_size, layer=args.layer, lr=args.lr)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    base = load_base_for_layer(args.base, args.device, cfg.layer)
-    run = Run(args.run_dir) if args.run_dir else Run.create("compile")
-    print(f"run directory: {run.path}")
-    net, result = train(base, cfg, run, args.seed, progress=not args.quiet, base_checkpoint=str(args.base))
-    if args.export:
-        save_compile(args.export, net, str(args.base), {"seed": args.seed, "result": result,
-                                                        "command": "python -m irl_core " + " ".join(sys.argv[1:])})
-        print(f"exported {args.export}")
-    print(f"CompILE α_z={cfg.alpha_z} α_b={cfg.alpha_b}: action NLL/step {result['action_nll']:.4f}, "
-          f"KL_z/step {result['kl_z']:.4f}, KL_b/step {result['kl_b']:.4f}, segments/episode {result['segments']:.2f}")
-    return 0

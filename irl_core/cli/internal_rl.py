@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from irl_core.cli import UserError
+from irl_core.errors import UserError
 
 
 def _internal_rl(args) -> int:

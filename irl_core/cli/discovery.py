@@ -53,26 +53,11 @@ def _knob_values(args) -> dict:
 
 
 def _user_error(msg: str):
-    from irl_core.cli import UserError
+    from irl_core.errors import UserError
     return UserError(msg)
 
 
 # --- handlers -----------------------------------------------------------------------------------------
-def _gt(args):
-    from irl_core.controllers import cli_gt_controllers
-    return cli_gt_controllers(args)
-
-
-def _layer_sweep(args):
-    from irl_core.controllers import cli_layer_sweep
-    return cli_layer_sweep(args)
-
-
-def _gt_rollouts(args):
-    from irl_core.controllers import cli_gt_rollouts
-    return cli_gt_rollouts(args)
-
-
 def _control_reading(args) -> int:
     import json
     from irl_core.checkpoints import atomic_write_json
@@ -158,6 +143,131 @@ def _switching(args) -> int:
     return 0
 
 
+def _threads(args) -> None:
+    import torch
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def run_gt_controllers(args) -> int:
+    from irl_core.checkpoints import atomic_write_json
+    from irl_core.controllers import evaluate_gt_controllers, gt_preset, load_base_for_layer, save_gt_controllers, train_gt_controllers
+    from irl_core.runs import Run
+    from irl_core.errors import UserError
+    _threads(args)
+    try:
+        cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, layer=args.layer,
+                        eval_episodes=args.episodes, dstar_ties=getattr(args, "dstar_ties", None))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    model = load_base_for_layer(args.base, args.device, cfg.layer)
+    run = Run(args.run_dir) if args.run_dir else Run.create("gt-controllers")
+    print(f"run directory: {run.path}")
+    try:
+        ctrl = train_gt_controllers(model, cfg, run, args.seed, progress=not args.quiet)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    ev = evaluate_gt_controllers(model, ctrl, cfg.eval_episodes, args.seed)
+    run.log(cfg.steps, **{"eval/success_rate": ev["success_rate"]})
+    report = {"base": str(args.base), "seed": args.seed, "layer": ctrl.layer, "config": cfg.to_dict(),
+              "command": "python -m irl_core " + " ".join(sys.argv[1:]), **ev}
+    atomic_write_json(run.path / "report.json", report)
+    if args.export:
+        save_gt_controllers(args.export, ctrl, report)
+        print(f"exported {args.export}")
+    if args.report:
+        atomic_write_json(args.report, report)
+    print(f"GT controllers at layer {ctrl.layer}: success {ev['success_rate']:.4f} over {ev['episodes']} episodes "
+          f"of the held-out task (mean colours completed {ev['mean_colours_completed']:.2f} of "
+          f"{len(model.world.heldout_task)})")
+    return 0
+
+
+def run_layer_sweep(args) -> int:
+    from irl_core.checkpoints import atomic_write_json, load_checkpoint
+    from irl_core.controllers import controlled_layer_sweep, default_layer, gt_preset
+    from irl_core.runs import Run
+    from irl_core.errors import UserError
+    from irl_core.pretrain import load_base_model
+    _threads(args)
+    try:
+        cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, eval_episodes=args.episodes)
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        seeds = tuple(int(x) for x in args.seeds.split(","))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    bases = [args.base, *args.snapshots]
+    models = [load_base_model(b, args.device) for b in bases]  # every checkpoint loads before anything trains
+    model = models[0]
+    try:
+        for m, b in zip(models, bases):
+            if m.world.name != model.world.name or m.n_layers != model.n_layers:
+                raise ValueError(f"{b}: a {m.n_layers}-layer {m.world.name} model; {args.base} is a "
+                                 f"{model.n_layers}-layer {model.world.name} one")
+        for layer in layers or []:
+            default_layer(model, layer)  # validate every layer before creating anything
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    run_root = Path(args.run_dir) if args.run_dir else Run.create("gt-layer-sweep").path
+    rows = []
+    try:
+        for k, (m, b) in enumerate(zip(models, bases)):
+            root = run_root if k == 0 else run_root / f"base{k}"
+            episodes = int(load_checkpoint(b)[2].get("episodes", 0))
+            rows += [{"base": str(b), "base_episodes": episodes, **r}
+                     for r in controlled_layer_sweep(m, cfg, layers, seeds, root, progress=not args.quiet)]
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    out = {"base": str(args.base), "world": model.world.name, "n_layers": model.n_layers, "config": cfg.to_dict(),
+           "command": "python -m irl_core " + " ".join(sys.argv[1:]), "rows": rows}
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}: " + ", ".join(f"layer {r['layer']}: {r['success_rate']:.3f}" for r in rows))
+    return 0
+
+
+def run_gt_rollouts(args) -> int:
+    """``gt-rollouts``: the rollout export of docs/design.md for the ``gt-controllers`` policy."""
+    from irl_core.controllers import gt_controller_rollouts, load_gt_controllers
+    from irl_core.errors import UserError
+    from irl_core.pretrain import load_base_model
+    from irl_core.data import export_npz
+    model = load_base_model(args.base, args.device)
+    ctrl, _ = load_gt_controllers(args.checkpoint, args.device, base=model)
+    try:
+        eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    export_npz(args.out, eps)
+    print(f"wrote {args.out}: {args.episodes} episodes, success {eps['success'].float().mean():.4f}")
+    return 0
+
+
+def run_compile(args) -> int:
+    import torch
+    from irl_core.baselines.compile import compile_preset, save_compile, train
+    from irl_core.runs import Run
+    from irl_core.errors import UserError
+    from irl_core.controllers import load_base_for_layer
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = compile_preset(args.preset, alpha_z=args.alpha_z, alpha_b=args.alpha_b, temperature=args.temperature,
+                             steps=args.steps, batch_size=args.batch_size, layer=args.layer, lr=args.lr)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    base = load_base_for_layer(args.base, args.device, cfg.layer)
+    run = Run(args.run_dir) if args.run_dir else Run.create("compile")
+    print(f"run directory: {run.path}")
+    net, result = train(base, cfg, run, args.seed, progress=not args.quiet, base_checkpoint=str(args.base))
+    if args.export:
+        save_compile(args.export, net, str(args.base), {"seed": args.seed, "result": result,
+                                                        "command": "python -m irl_core " + " ".join(sys.argv[1:])})
+        print(f"exported {args.export}")
+    print(f"CompILE α_z={cfg.alpha_z} α_b={cfg.alpha_b}: action NLL/step {result['action_nll']:.4f}, "
+          f"KL_z/step {result['kl_z']:.4f}, KL_b/step {result['kl_b']:.4f}, segments/episode {result['segments']:.2f}")
+    return 0
+
+
 # --- registration -------------------------------------------------------------------------------------
 def register(sub) -> None:
     p = sub.add_parser("gt-controllers", help="train ground-truth subgoal controllers and measure held-out success")
@@ -169,10 +279,13 @@ def register(sub) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/gt-controllers/<id>); an existing one is resumed")
     p.add_argument("--export", help="save the controllers as this checkpoint (e.g. checkpoints/grid5/gt_controllers)")
     p.add_argument("--report", help="also write the evaluation report to this JSON file")
+    p.add_argument("--dstar-ties", choices=("random", "first"),
+                   help="tie-breaking of the D* expert the controllers train on: random (the paper's, default) or "
+                        "first (deterministic: up, right, down, left)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
-    p.set_defaults(handler=_gt)
+    p.set_defaults(handler=run_gt_controllers)
 
     p = sub.add_parser("layer-sweep", help="GT controllers at every controlled layer (Fig. 4)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (default cpu)")
@@ -189,7 +302,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
     _common(p)
-    p.set_defaults(handler=_layer_sweep)
+    p.set_defaults(handler=run_layer_sweep)
 
     p = sub.add_parser("gt-rollouts", help="export rollouts of the GT-controlled base model as .npz")
     p.add_argument("--checkpoint", default="checkpoints/grid5/gt_controllers", help="gt-controllers checkpoint")
@@ -198,7 +311,7 @@ def register(sub) -> None:
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--out", required=True, help="output .npz file")
     _common(p)
-    p.set_defaults(handler=_gt_rollouts)
+    p.set_defaults(handler=run_gt_rollouts)
 
     p = sub.add_parser("control-reading", help="what GT controllers at given layers do to the model's reading of "
                                                "its subgoal and of the layout (probes downstream of the controls)")
@@ -225,7 +338,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
     _common(p)
-    p.set_defaults(handler="irl_core.baselines.compile:cli_compile")
+    p.set_defaults(handler=run_compile)
 
     p = sub.add_parser("discover", help="train one metacontroller (unsupervised abstract-action discovery)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A9) (default cpu)")

@@ -1,5 +1,5 @@
 """Ant-pinpad commands for ``python -m irl_core``: ``ant-expert``, ``ant-eval``, ``ant-data``, ``video`` and the
-ant half of ``rollouts`` (called by :mod:`irl_core.rollouts` as :func:`rollouts`).
+ant half of ``rollouts`` (called by :mod:`irl_core.cli.grid` as :func:`rollouts`).
 
 Examples::
 
@@ -19,7 +19,7 @@ _GRID_DEFAULT = "checkpoints/grid5/base"  # the gridworld commands' default --ch
 
 
 def _user_error(msg: str) -> Exception:
-    from irl_core.cli import UserError
+    from irl_core.errors import UserError
     return UserError(msg)
 
 
@@ -46,7 +46,7 @@ def _positive(name: str, value: int) -> None:
 # --------------------------------------------------------------------------------------------------
 # Handlers
 # --------------------------------------------------------------------------------------------------
-def cli_expert(args) -> int:
+def run_expert(args) -> int:
     import torch
     from irl_core.experts.ant_expert import make_config, train_expert
     from irl_core.runs import Run
@@ -65,7 +65,7 @@ def cli_expert(args) -> int:
     return 0
 
 
-def cli_eval(args) -> int:
+def run_eval(args) -> int:
     import torch
     from irl_core.ant_data import evaluate_report
     from irl_core.checkpoints import atomic_write_json
@@ -80,7 +80,7 @@ def cli_eval(args) -> int:
     return 0
 
 
-def cli_data(args) -> int:
+def run_data(args) -> int:
     import torch
     from irl_core.ant_data import generate_dataset, save_dataset
     from irl_core.envs.tasks import task_set
@@ -98,7 +98,7 @@ def cli_data(args) -> int:
     return 0
 
 
-def cli_video(args) -> int:
+def run_video(args) -> int:
     import torch
     from irl_core.ant_data import record_video
     if args.env != "ant":
@@ -146,7 +146,7 @@ def register(subparsers) -> None:
     p.add_argument("--export", help="also save the final policy as this checkpoint (e.g. checkpoints/ant/expert)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
-    p.set_defaults(handler=cli_expert)
+    p.set_defaults(handler=run_expert)
 
     p = subparsers.add_parser("ant-eval", help="measure the ant expert's success on the pretraining and held-out tasks")
     p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
@@ -154,7 +154,7 @@ def register(subparsers) -> None:
     p.add_argument("--heldout-episodes", type=int, help="episodes on the held-out task (default: --episodes)")
     p.add_argument("--out", help="write the report JSON here (e.g. checkpoints/ant/reports/expert.json)")
     _common(p)
-    p.set_defaults(handler=cli_eval)
+    p.set_defaults(handler=run_eval)
 
     p = subparsers.add_parser("ant-data", help="generate ant dataset D (sampled actions) or D* (--mean-action)")
     p.add_argument("--episodes", type=int, required=True, help="number of successful episodes to keep")
@@ -165,7 +165,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
-    p.set_defaults(handler=cli_data)
+    p.set_defaults(handler=run_data)
 
     p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
     p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")
@@ -177,4 +177,4 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
     p.add_argument("--out", required=True, help="output .mp4 file")
     _common(p)
-    p.set_defaults(handler=cli_video)
+    p.set_defaults(handler=run_video)

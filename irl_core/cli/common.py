@@ -1,0 +1,18 @@
+"""Options several commands share: ``--seed``, ``--device`` and ``--world``."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_common(p: argparse.ArgumentParser, seed: bool = True, device: bool = True) -> None:
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if device:
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def add_world(p: argparse.ArgumentParser, note: str = "") -> None:
+    from irl_core.envs.worlds import WORLDS
+    p.add_argument("--world", choices=tuple(WORLDS), default="grid7",
+                   help="grid7 (the paper's 7×7 world, default) or grid5 (the laptop 5×5 world)"
+                        + (f"; {note}" if note else ""))
