@@ -15,7 +15,7 @@ import argparse
 import json
 
 DEFAULT_EXPERT = "checkpoints/ant/expert"
-_GRID_DEFAULT = "checkpoints/grid5/base"  # the gridworld commands' default --checkpoint (cli.py)
+_GRID_DEFAULT = "checkpoints/grid5/base"  # the gridworld commands' default --checkpoint (cli/grid.py)
 
 
 def _user_error(msg: str) -> Exception:
