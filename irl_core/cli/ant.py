@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from irl_core.errors import UserError
+
+
 DEFAULT_EXPERT = "checkpoints/ant/expert"
 _GRID_DEFAULT = "checkpoints/grid5/base"  # the gridworld commands' default --checkpoint (cli/grid.py)
-
-
-def _user_error(msg: str) -> Exception:
-    from irl_core.errors import UserError
-    return UserError(msg)
 
 
 def _expert_path(args) -> str:
@@ -30,7 +28,7 @@ def _expert_path(args) -> str:
 
 def _check_policy(args) -> None:
     if getattr(args, "policy", "expert") != "expert":
-        raise _user_error(f"policy {args.policy!r} is not available for the ant; use --policy expert")
+        raise UserError(f"policy {args.policy!r} is not available for the ant; use --policy expert")
 
 
 def _check_device(args) -> None:
@@ -40,7 +38,7 @@ def _check_device(args) -> None:
 
 def _positive(name: str, value: int) -> None:
     if value is None or value < 1:
-        raise _user_error(f"--{name} must be a positive integer, got {value}")
+        raise UserError(f"--{name} must be a positive integer, got {value}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -55,7 +53,7 @@ def run_expert(args) -> int:
         cfg = make_config(args.preset, total_steps=args.steps, num_envs=args.num_envs, seed=args.seed,
                           threads=args.threads)
     except ValueError as e:
-        raise _user_error(str(e)) from None
+        raise UserError(str(e)) from None
     torch.set_num_threads(cfg.threads)
     run = Run(args.run_dir) if args.run_dir else Run.create("ant_expert")
     print(f"run directory: {run.path}")
@@ -102,7 +100,7 @@ def run_video(args) -> int:
     import torch
     from irl_core.ant_data import record_video
     if args.env != "ant":
-        raise _user_error("this video command renders the ant; the grid has its own frames in the app")
+        raise UserError("this video command renders the ant; the grid has its own frames in the app")
     _check_policy(args)
     _check_device(args)
     torch.set_num_threads(1)

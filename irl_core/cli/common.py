@@ -1,4 +1,4 @@
-"""Options several commands share: ``--seed``, ``--device`` and ``--world``."""
+"""Options several commands share (``--seed``, ``--device``, ``--world``) and what they do (``--threads``)."""
 from __future__ import annotations
 
 import argparse
@@ -16,3 +16,10 @@ def add_world(p: argparse.ArgumentParser, note: str = "") -> None:
     p.add_argument("--world", choices=tuple(WORLDS), default="grid7",
                    help="grid7 (the paper's 7×7 world, default) or grid5 (the laptop 5×5 world)"
                         + (f"; {note}" if note else ""))
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (torch CPU threads) when the command has it and it was given."""
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)

@@ -7,6 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from irl_core.cli.common import set_threads
+from irl_core.errors import UserError
+
 
 def _common(p: argparse.ArgumentParser, base: bool = True) -> None:
     if base:
@@ -52,11 +55,6 @@ def _knob_values(args) -> dict:
     return out
 
 
-def _user_error(msg: str):
-    from irl_core.errors import UserError
-    return UserError(msg)
-
-
 # --- handlers -----------------------------------------------------------------------------------------
 def _control_reading(args) -> int:
     import json
@@ -65,13 +63,13 @@ def _control_reading(args) -> int:
     from irl_core.controllers import load_gt_controllers
     from irl_core.pretrain import load_base_model
     if args.episodes < 4:
-        raise _user_error(f"--episodes must be at least 4 (a quarter are held out for testing), got {args.episodes}")
+        raise UserError(f"--episodes must be at least 4 (a quarter are held out for testing), got {args.episodes}")
     model = load_base_model(args.base, args.device)
     ctrls = [load_gt_controllers(c, args.device, base=model)[0] for c in args.controllers]
     try:
         out = control_reading(model, ctrls, args.read_layer, args.episodes, args.seed)
     except ValueError as e:
-        raise _user_error(str(e)) from None
+        raise UserError(str(e)) from None
     out.update(base=str(args.base), controllers=list(args.controllers),
                command="python -m irl_core " + " ".join(sys.argv[1:]))
     atomic_write_json(args.out, out)
@@ -81,24 +79,22 @@ def _control_reading(args) -> int:
 
 
 def _discover(args) -> int:
-    import torch
     from irl_core.controllers import load_base_for_layer
     from irl_core.discovery import discovery_preset, train
     from irl_core.runs import Run
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     try:
         cfg = discovery_preset(args.preset, alpha=args.alpha, variant=args.variant, layer=args.layer,
                                **_knob_values(args))
     except ValueError as e:
-        raise _user_error(str(e)) from None
+        raise UserError(str(e)) from None
     base = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("discover")
     print(f"run directory: {run.path}")
     try:
         result = train(base, cfg, run, args.seed, progress=not args.quiet, base_checkpoint=str(args.base))
     except ValueError as e:
-        raise _user_error(str(e)) from None
+        raise UserError(str(e)) from None
     if args.export:
         import shutil
         src = run.checkpoint_dir / "metacontroller"
@@ -122,7 +118,7 @@ def _sweep(args) -> int:
         out = run_sweep(args.base, root, args.preset, alphas, seeds, variants, args.jobs, args.device,
                         _knob_values(args), args.table)
     except ValueError as e:
-        raise _user_error(str(e)) from None
+        raise UserError(str(e)) from None
     print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
           f"({out['ran']} run now, {out['skipped']} skipped as done, {len(out['failed'])} failed)")
     for r in out["rows"]:
@@ -136,25 +132,18 @@ def _switching(args) -> int:
     try:
         m = export_switching(args.checkpoint, args.out, args.episodes, args.seed, args.device, args.base)
     except ValueError as e:
-        raise _user_error(str(e)) from None
+        raise UserError(str(e)) from None
     print(f"wrote {args.out}: {args.episodes} held-out D* episodes; switches/episode {m['switches']:.2f} "
           f"(true changes {m['true_changes']:.2f}), precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
           f"F1 {m['f1']:.3f}, quasi-binary {m['binary_fraction']:.3f}")
     return 0
 
 
-def _threads(args) -> None:
-    import torch
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-
-
 def run_gt_controllers(args) -> int:
     from irl_core.checkpoints import atomic_write_json
     from irl_core.controllers import evaluate_gt_controllers, gt_preset, load_base_for_layer, save_gt_controllers, train_gt_controllers
     from irl_core.runs import Run
-    from irl_core.errors import UserError
-    _threads(args)
+    set_threads(args)
     try:
         cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, layer=args.layer,
                         eval_episodes=args.episodes, dstar_ties=getattr(args, "dstar_ties", None))
@@ -187,9 +176,8 @@ def run_layer_sweep(args) -> int:
     from irl_core.checkpoints import atomic_write_json, load_checkpoint
     from irl_core.controllers import controlled_layer_sweep, default_layer, gt_preset
     from irl_core.runs import Run
-    from irl_core.errors import UserError
     from irl_core.pretrain import load_base_model
-    _threads(args)
+    set_threads(args)
     try:
         cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, eval_episodes=args.episodes)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
@@ -228,7 +216,6 @@ def run_layer_sweep(args) -> int:
 def run_gt_rollouts(args) -> int:
     """``gt-rollouts``: the rollout export of docs/design.md for the ``gt-controllers`` policy."""
     from irl_core.controllers import gt_controller_rollouts, load_gt_controllers
-    from irl_core.errors import UserError
     from irl_core.pretrain import load_base_model
     from irl_core.data import export_npz
     model = load_base_model(args.base, args.device)
@@ -243,13 +230,10 @@ def run_gt_rollouts(args) -> int:
 
 
 def run_compile(args) -> int:
-    import torch
     from irl_core.baselines.compile import compile_preset, save_compile, train
     from irl_core.runs import Run
-    from irl_core.errors import UserError
     from irl_core.controllers import load_base_for_layer
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     try:
         cfg = compile_preset(args.preset, alpha_z=args.alpha_z, alpha_b=args.alpha_b, temperature=args.temperature,
                              steps=args.steps, batch_size=args.batch_size, layer=args.layer, lr=args.lr)

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from irl_core.cli.common import add_common, add_world
+from irl_core.cli.common import add_common, add_world, set_threads
+from irl_core.errors import UserError
 
 
 def register(sub) -> None:
@@ -92,7 +93,6 @@ def run_data(args) -> int:
     from irl_core.envs.tasks import format_task, task_set
     from irl_core.envs.worlds import get_world
     from irl_core.device import resolve_device
-    from irl_core.errors import UserError
     dev = resolve_device(args.device)
     world = get_world(args.world)
     task_set(args.tasks, world)  # validate before working
@@ -108,13 +108,11 @@ def run_data(args) -> int:
 
 
 def run_pretrain(args) -> int:
-    import torch
     from irl_core.config import PRETRAIN_PRESETS, preset
     from irl_core.envs.worlds import get_world
     from irl_core.pretrain import export, train
     from irl_core.runs import Run
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     try:
         cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
                      encoder=args.encoder, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
@@ -123,7 +121,6 @@ def run_pretrain(args) -> int:
                      precision=args.precision)
         get_world(cfg.world)
     except ValueError as e:
-        from irl_core.errors import UserError
         raise UserError(str(e)) from None
     run = Run(args.run_dir) if args.run_dir else Run.create("pretrain")
     print(f"run directory: {run.path}")
@@ -156,7 +153,6 @@ def run_probes(args) -> int:
 def run_probe_curve(args) -> int:
     from irl_core.checkpoints import atomic_write_json
     from irl_core.probing import probe_curve
-    from irl_core.errors import UserError
     paths = [Path(p) for p in args.checkpoints]
     if args.run_dir:
         snaps = sorted((Path(args.run_dir) / "checkpoints").glob("step*.json"), key=lambda p: int(p.stem[4:]))
@@ -199,7 +195,6 @@ def run_rollouts(args) -> int:
     from irl_core.envs.tasks import format_task, task_set
     from irl_core.envs.worlds import get_world
     from irl_core.rollouts import rollout, sequence_statistics, visited_colours
-    from irl_core.errors import UserError
     if args.env == "ant":
         from irl_core.cli import ant
         return ant.rollouts(args)

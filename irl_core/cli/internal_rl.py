@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import sys
 
+from irl_core.cli.common import set_threads
 from irl_core.errors import UserError
 
 
 def _internal_rl(args) -> int:
-    import torch
-
     from irl_core.device import resolve_device
     from irl_core.internal_rl import rl_preset, save_policy, train
     from irl_core.rl_methods import make_learner
     from irl_core.runs import Run, new_run_id
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     try:
         cfg = rl_preset(args.preset, method=args.method, episodes=args.episodes, batch_size=args.batch_size,
                         lr=args.lr, task=args.task)

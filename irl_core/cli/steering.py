@@ -4,9 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from irl_core.cli.common import set_threads
+from irl_core.errors import UserError
+
 
 def _parse_code(text: str) -> list[float]:
-    from irl_core.errors import UserError
     try:
         return [float(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
@@ -15,13 +17,10 @@ def _parse_code(text: str) -> list[float]:
 
 def run_latent_map(args) -> int:
     import time
-    import torch
     from irl_core.steering import code_steering, file_digest, latent_map
     from irl_core.checkpoints import atomic_write_json
-    from irl_core.errors import UserError
     from irl_core.discovery import load_metacontroller
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     meta, model, layer, info = load_metacontroller(args.checkpoint, args.device, args.base)
     t = time.perf_counter()
     try:
@@ -56,7 +55,6 @@ def run_steer(args) -> int:
     import numpy as np
     from irl_core.envs.tasks import format_task
     from irl_core.steering import export_steered, steer_batch, validate_latent_map
-    from irl_core.errors import UserError
     from irl_core.controllers import default_layer, load_gt_controllers
     from irl_core.discovery import load_metacontroller
     from irl_core.pretrain import load_base_model
