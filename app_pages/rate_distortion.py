@@ -50,8 +50,10 @@ if table["invalid_rows"]:
 if not rows:
     st.warning(f"{path} has no points yet; run the sweep (finished points are kept as it goes).")
     st.stop()
+overrides = table.get("overrides") if isinstance(table.get("overrides"), dict) else {}
+knobs = ", ".join(f"{k} {v}" for k, v in overrides.items() if v not in (None, False))
 st.caption(f"{len(rows)} runs from `{path.name}` · preset `{table.get('preset', '?')}` · base "
-           f"`{table.get('base_checkpoint', '?')}`")
+           f"`{table.get('base_checkpoint', '?')}` · knobs: {knobs or 'none (the paper objective and data)'}")
 
 
 def label(k: int) -> str:

@@ -13,7 +13,8 @@ from irl_core.checkpoints import CheckpointError, read_json
 from irl_core.envs.tasks import TaskError, format_task, parse_task
 from irl_core.palette import COLOURS, subgoal_palette
 from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
-from irl_core.steering import LAYOUT_SEED_MAX, Projection, command, file_digest, steer, validate_latent_map
+from irl_core.latent_map import Projection, file_digest, validate_latent_map
+from irl_core.steering import LAYOUT_SEED_MAX, command, steer
 
 ARROWS = "↑→↓←"
 MAX_MAP_POINTS = 4000  # segment codes drawn on the map (an evenly spaced subset beyond this)

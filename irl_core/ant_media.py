@@ -52,9 +52,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from irl_core.envs import ant as A
+from irl_core.paths import REPO_ROOT
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS, TaskError, format_task, parse_task
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RENDER_VERSION = 2       # bump when the pixels or the record change, so old cache entries are not reused
 RECORD_VERSION = 1
 FPS = int(round(1 / A.CONTROL_DT))

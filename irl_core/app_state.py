@@ -2,7 +2,7 @@
 
 Light on purpose: importing this module imports neither torch nor streamlit (streamlit is imported inside
 the functions that draw or read widgets), so ``app.py`` can draw its sidebar before any page pulls in
-torch, and library code (``irl_core.reports``) can use :func:`checkpoints_root`.
+torch (paths and the shipped sets come from the equally light ``irl_core.paths``).
 
 * A **checkpoint set** is a folder of artifacts for one environment: ``base.{json,safetensors}``, other
   checkpoints beside it (``gt_controllers``, ``metacontroller``…) and ``reports/`` (JSON reports, ``.npz``
@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from irl_core.paths import REPO_ROOT, SHIPPED_SETS, checkpoints_root
 ENVIRONMENTS: dict[str, str] = {"grid": "Gridworld-pinpad", "ant": "Ant-pinpad"}
 GRID_ONLY = "Ant-pinpad: grid only for now. Choose *Gridworld-pinpad* in the sidebar to see this page."
 # st.session_state keys (also the sidebar widgets' keys)
@@ -67,12 +67,6 @@ def pages(env: str = "grid") -> list[Page]:
     environment lands on that environment's overview."""
     chosen = _ANT_PAGES if env == "ant" else _PAGES
     return [p for p in chosen if (REPO_ROOT / p.file).exists()]
-
-
-def checkpoints_root() -> Path:
-    """``$IRL_CHECKPOINTS_DIR`` if set, else the repository's ``checkpoints/`` (read at call time)."""
-    env = os.environ.get("IRL_CHECKPOINTS_DIR")
-    return Path(env) if env else REPO_ROOT / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -127,7 +121,6 @@ def _base_jsons(root: Path) -> list[Path]:
 
 
 # the shipped sets of each environment, in menu order (listed even when missing, so that pages can say what to make)
-SHIPPED_SETS: dict[str, tuple[str, ...]] = {"grid": ("grid5", "grid"), "ant": ("ant",)}
 # what each shipped set is, in the menu (the first shipped set of an environment is what the app opens on)
 SHIPPED_LABELS: dict[str, str] = {
     "grid5": "grid5: the 5×5 laptop world (shipped)",

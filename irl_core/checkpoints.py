@@ -17,8 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = Path(os.environ.get("IRL_CHECKPOINTS_DIR", REPO_ROOT / "checkpoints"))  # the app's catalogue root
+from irl_core.paths import REPO_ROOT
 
 
 class CheckpointError(RuntimeError):

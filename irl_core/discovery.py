@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from irl_core.config import preset
-from irl_core.checkpoints import (REPO_ROOT, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   read_json, save_checkpoint, start_or_resume, training_state)
 from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, heldout_episodes, training_tensors, trim
@@ -50,6 +50,7 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.experts.grid_expert import TIES
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
 from irl_core.models.transformer import GridTransformer, TransformerConfig
+from irl_core.paths import REPO_ROOT
 from irl_core.runs import Run
 
 VARIANTS = ("frozen", "beta1", "cotrained")
@@ -495,8 +496,12 @@ def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: 
 
 def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = "cpu",
               alphas=PAPER_ALPHAS, seeds=(0,), variants=("frozen",), jobs: int = 1, device: str = "cpu",
-              overrides: dict | None = None, table: str | Path | None = None, progress: bool = True) -> dict:
+              overrides: dict | None = None, table: str | Path | None = None, progress: bool = True,
+              collect: bool = False) -> dict:
     """Run every (variant, α, seed) point as ``python -m irl_core discover`` subprocesses, ``jobs`` at a time.
+
+    With ``collect`` nothing is run: the table lists every point already finished under ``root`` (a partial
+    sweep tabulated while, or after, its points run elsewhere).
 
     Points whose ``result.json`` exists are skipped (a rerun resumes an interrupted sweep; an interrupted
     point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
@@ -511,6 +516,8 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     root = Path(root)
     (root / "points").mkdir(parents=True, exist_ok=True)
     points = [(v, float(a), int(s)) for v, a, s in itertools.product(variants, alphas, seeds)]
+    if collect:
+        points = [(r["variant"], float(r["alpha"]), int(r["seed"])) for r in collect_results(root)]
     todo = [p for p in points if not (root / "points" / point_name(*p) / "result.json").exists()]
     skipped = len(points) - len(todo)
     if progress:

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from irl_core.checkpoints import (SHIPPED, CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   resume_training, save_checkpoint, training_state)
 from irl_core.config import preset
 from irl_core.controllers import apply_control, lower, upper_logits
@@ -59,6 +59,7 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import MetaController, SwitchState
 from irl_core.models.hawk import HawkBlock, HawkState
 from irl_core.models.transformer import GridTransformer
+from irl_core.paths import checkpoints_root
 from irl_core.runs import Run
 
 POLICY_KIND = "internal-rl-policy"
@@ -493,7 +494,7 @@ def train(learner, cfg: InternalRLConfig, run: Run, seed: int = 0, progress: boo
 # --- loading what a method needs -------------------------------------------------------------------------------
 def method_set(set_dir=None) -> Path:
     """The checkpoint set whose checkpoints a method uses: ``set_dir``, by default the shipped ``grid5``."""
-    return Path(set_dir or SHIPPED / DEFAULT_SET)
+    return Path(set_dir or checkpoints_root() / DEFAULT_SET)
 
 
 def default_metacontroller(method: str, set_dir=None) -> Path:

@@ -45,7 +45,8 @@ from typing import Protocol, Sequence
 
 import torch
 
-from irl_core.checkpoints import REPO_ROOT, atomic_write_json
+from irl_core.checkpoints import atomic_write_json
+from irl_core.paths import REPO_ROOT
 from irl_core.cli import build_parser, main, validate
 from irl_core.errors import UserError
 from irl_core.device import available_devices, resolve_device

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from irl_core.app_state import checkpoints_root
 from irl_core.checkpoints import CheckpointError, portable_path, read_json
+from irl_core.paths import SHIPPED_SETS, checkpoints_root
 
 # what makes each report, for pages that find one missing ({set} = the checkpoint set's folder)
 REPORT_COMMANDS = {
@@ -25,8 +25,10 @@ REPORT_COMMANDS = {
     "switching": "python -m irl_core switching --checkpoint {set}/metacontroller --episodes 200 "
                  "--out {set}/reports/switching.npz",
     "internal_rl": "bash scripts/reproduce_grid_rl.sh",
-    "discovery": "python -m irl_core sweep --base {set}/base --variants frozen,cotrained --seeds 0,1,2 "
-                 "--table {set}/reports/discovery.json",
+    "discovery": "python -m irl_core sweep --base {set}/base --variants frozen,cotrained --seeds 0,1,2 --gumbel "
+                 "--switch-bias 1.0 --decoder-init-std 0.1 --dstar-ties first --alpha-warmup 1000 "
+                 "--out-dir runs/discovery-sweep --table {set}/reports/discovery.json (resumable; "
+                 "add --collect to tabulate the points finished so far)",
     "controllers_layers": "python -m irl_core layer-sweep --base {set}/base --seeds 0,1,2 "
                           "--out {set}/reports/controllers_layers.json",
     "controllers_snapshots": "python -m irl_core layer-sweep --base <snapshot> --snapshots <snapshots …> --layers 0,3 "
@@ -228,7 +230,6 @@ def rl_null_note(methods: dict, threshold: float = 0.05) -> str | None:
 
 def _best_other_set(name: str, set_dir, root, score, at_least: float) -> tuple[str, float] | None:
     """The shipped gridworld set other than ``set_dir`` whose report ``name`` scores highest (≥ ``at_least``)."""
-    from irl_core.app_state import SHIPPED_SETS
     base = Path(root) if root is not None else checkpoints_root()
     here = Path(set_dir).resolve() if set_dir is not None else None
     best = None

@@ -27,7 +27,8 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from irl_core.checkpoints import REPO_ROOT, atomic_write_bytes, atomic_write_json, naming, read_json
+from irl_core.checkpoints import atomic_write_bytes, atomic_write_json, naming, read_json
+from irl_core.paths import REPO_ROOT
 from irl_core.errors import UserError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")

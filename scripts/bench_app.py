@@ -316,7 +316,7 @@ def steerable_root(tmp: Path) -> Path:
     from irl_core.discovery import discovery_preset, save_metacontroller
     from irl_core.metacontroller import MetaController, MetaControllerConfig
     from irl_core.pretrain import load_base_model
-    from irl_core.steering import file_digest, latent_map
+    from irl_core.latent_map import file_digest, latent_map
     folder = tmp / "grid"
     folder.mkdir(parents=True)
     for suffix in (".json", ".safetensors"):
@@ -338,7 +338,8 @@ def steerable_root(tmp: Path) -> Path:
 def library_times(mode: str, controls: list, reps: int = 10, set_dir: Path = SET) -> list[float]:
     """Seconds per ``irl_core.steering.steer`` call with the page's defaults (layout 0, held-out task, t0 = 0,
     greedy, 30 diagnostic steps after the paper's end) on ``set_dir``'s models, loaded once."""
-    from irl_core.steering import Projection, steer
+    from irl_core.latent_map import Projection
+    from irl_core.steering import steer
     if mode == "latent":
         import json
         from irl_core.discovery import load_metacontroller

@@ -6,7 +6,7 @@ analysis of the metacontroller at its latest checkpoint on fresh held-out D* epi
 :func:`irl_core.discovery.code_diagnosis` (how many code dimensions are used; whether the segment codes
 predict the subgoal or the segment's first action) and, with ``--layouts N``, how often each subgoal's
 centroid code, injected from t = 0, sends the agent to that subgoal's colour first
-(:func:`irl_core.steering.code_steering`).
+(:func:`irl_core.latent_map.code_steering`).
 
     python scripts/collect_discovery_levers.py runs/grid5/levers/* --out checkpoints/grid5/reports/discovery_levers.json
 """
@@ -27,7 +27,7 @@ from irl_core.checkpoints import atomic_write_json, read_json  # noqa: E402
 from irl_core.data import heldout_episodes  # noqa: E402
 from irl_core.discovery import code_diagnosis, discovery_preset, metacontroller_at  # noqa: E402
 from irl_core.pretrain import load_base_model  # noqa: E402
-from irl_core.steering import code_steering, segment_codes  # noqa: E402
+from irl_core.latent_map import code_steering, segment_codes  # noqa: E402
 
 CURVE_KEYS = ("f1", "precision", "recall", "binary_fraction", "switches", "action_nll", "kl", "code_accuracy")
 BOOKKEEPING = {"log_every", "eval_every", "eval_episodes", "checkpoint_every", "steps"}

@@ -27,7 +27,7 @@ def _set(folder: Path, tiny_base: Path) -> dict:
     from irl_core.discovery import discovery_preset, save_metacontroller
     from irl_core.metacontroller import MetaController, MetaControllerConfig
     from irl_core.pretrain import load_base_model
-    from irl_core.steering import file_digest, latent_map
+    from irl_core.latent_map import file_digest, latent_map
 
     folder.mkdir(parents=True)
     for s in (".json", ".safetensors"):
@@ -63,7 +63,8 @@ def _screen(box: dict, fx: float, fy: float) -> tuple[float, float]:
 @pytest.fixture(scope="module")
 def steer_server(tiny_base, tmp_path_factory):
     from irl_core.discovery import load_metacontroller
-    from irl_core.steering import Projection, steer
+    from irl_core.latent_map import Projection
+    from irl_core.steering import steer
 
     from browser_support import serving
     root = tmp_path_factory.mktemp("steer_root")

@@ -217,6 +217,14 @@ def test_sweep_subprocesses_switching_cli_and_resume(tiny_base, tmp_path, capsys
     assert r.returncode == 0, r.stdout + r.stderr
     again = json.loads((tmp_path / "table.json").read_text())
     assert again["ran"] == 0 and again["skipped"] == 2 and again["rows"] == table["rows"]
+    # --collect tabulates every finished point whatever --alphas says, and launches nothing
+    r = _py("sweep", "--base", str(tiny_base), "--preset", "tiny", "--alphas", "1", "--collect",
+            "--out-dir", str(tmp_path / "sweep"), "--table", str(tmp_path / "collected.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    collected = json.loads((tmp_path / "collected.json").read_text())
+    assert collected["rows"] == table["rows"] and not (tmp_path / "sweep" / "points" / "frozen_alpha1_seed0").exists()
+    r = _py("sweep", "--collect", "--out-dir", str(tmp_path / "no-sweep"))
+    assert r.returncode == 2 and "--collect needs --out-dir" in r.stderr and "Traceback" not in r.stderr
     r = _py("switching", "--checkpoint", str(point / "checkpoints" / "metacontroller"), "--episodes", "4",
             "--out", str(tmp_path / "sw.npz"))
     assert r.returncode == 0, r.stderr

@@ -19,8 +19,9 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import MetaController, MetaControllerConfig
 from irl_core.pretrain import load_base_model
 from irl_core.rollouts import model_policy
-from irl_core.steering import (Projection, code_steering, episode_layout, fit_projection, latent_map, paper_outcome,
-                               segment_codes, segments, steer, steer_batch, validate_latent_map)
+from irl_core.discovery import segments
+from irl_core.latent_map import Projection, code_steering, fit_projection, latent_map, segment_codes, validate_latent_map
+from irl_core.steering import episode_layout, paper_outcome, steer, steer_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "app_pages" / "steering.py")
@@ -265,7 +266,7 @@ def make_set(folder: Path, tiny_base: Path, meta_checkpoint: Path | None, gt: bo
         if latent:
             from irl_core.checkpoints import atomic_write_json
             from irl_core.discovery import load_metacontroller
-            from irl_core.steering import file_digest
+            from irl_core.latent_map import file_digest
             meta, m, layer, _ = load_metacontroller(folder / "metacontroller", base=folder / "base")
             rep = latent_map(m, meta, layer, episodes=8)
             rep["metacontroller_sha256"] = file_digest(folder / "metacontroller.safetensors")

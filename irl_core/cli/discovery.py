@@ -111,12 +111,14 @@ def _discover(args) -> int:
 def _sweep(args) -> int:
     from irl_core.discovery import run_sweep
     from irl_core.runs import Run
+    if args.collect and not (args.out_dir and Path(args.out_dir, "points").is_dir()):
+        raise UserError(f"--collect needs --out-dir naming an existing sweep directory (got {args.out_dir!r})")
     root = Path(args.out_dir) if args.out_dir else Run.create("sweep").path
     try:
         alphas, seeds = _floats(args.alphas), _ints(args.seeds)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         out = run_sweep(args.base, root, args.preset, alphas, seeds, variants, args.jobs, args.device,
-                        _knob_values(args), args.table)
+                        _knob_values(args), args.table, collect=args.collect)
     except ValueError as e:
         raise UserError(str(e)) from None
     print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
@@ -346,6 +348,8 @@ def register(sub) -> None:
     _add_knobs(p)
     p.add_argument("--out-dir", help="sweep directory (default runs/sweep/<id>); rerunning skips finished points")
     p.add_argument("--table", help="also write the results table here (e.g. checkpoints/grid5/reports/discovery.json)")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: tabulate every point already finished in --out-dir (a partial sweep)")
     _common(p)
     p.set_defaults(handler=_sweep)
 

@@ -17,7 +17,7 @@ def _parse_code(text: str) -> list[float]:
 
 def run_latent_map(args) -> int:
     import time
-    from irl_core.steering import code_steering, file_digest, latent_map
+    from irl_core.latent_map import code_steering, file_digest, latent_map
     from irl_core.checkpoints import atomic_write_json
     from irl_core.discovery import load_metacontroller
     set_threads(args)
@@ -54,7 +54,8 @@ def run_latent_map(args) -> int:
 def run_steer(args) -> int:
     import numpy as np
     from irl_core.envs.tasks import format_task
-    from irl_core.steering import export_steered, steer_batch, validate_latent_map
+    from irl_core.latent_map import validate_latent_map
+    from irl_core.steering import export_steered, steer_batch
     from irl_core.controllers import default_layer, load_gt_controllers
     from irl_core.discovery import load_metacontroller
     from irl_core.pretrain import load_base_model
