@@ -11,10 +11,11 @@ import streamlit as st
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError, read_json
 from irl_core.envs.tasks import TaskError, format_task, parse_task
+from irl_core.latent_map import Projection, file_digest, validate_latent_map
 from irl_core.palette import COLOURS, subgoal_palette
 from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
-from irl_core.latent_map import Projection, file_digest, validate_latent_map
-from irl_core.steering import LAYOUT_SEED_MAX, command, steer
+from irl_core.reports import command_for
+from irl_core.steering import LAYOUT_SEED_MAX, steer
 
 ARROWS = "↑→↓←"
 MAX_MAP_POINTS = 4000  # segment codes drawn on the map (an evenly spaced subset beyond this)
@@ -40,7 +41,7 @@ def need(set_dir: str, name: str) -> Path:
     """``<set>/<name>``, or a CheckpointError saying which command makes it."""
     path = Path(set_dir) / name
     if not path.with_suffix(".safetensors").exists():
-        raise CheckpointError(f"{path}.safetensors is missing; make it with `{command(name, set_dir)}`")
+        raise CheckpointError(f"{path}.safetensors is missing; make it with `{command_for(name, set_dir)}`")
     return path
 
 
@@ -69,7 +70,7 @@ def load_meta(set_dir: str, device: str, stamp_: float = 0.0):
 def load_map(set_dir: str, stamp_: float = 0.0) -> dict:
     path = Path(set_dir) / "reports" / "latent_map.json"
     if not path.exists():
-        raise CheckpointError(f"{path} is missing; make it with `{command('latent_map', set_dir)}`")
+        raise CheckpointError(f"{path} is missing; make it with `{command_for('latent_map', set_dir)}`")
     report = read_json(path)
     try:
         validate_latent_map(report)
@@ -360,7 +361,7 @@ def controller_and_rollouts() -> None:
                     proj = Projection.from_dict(report["projection"])
                     if report.get("metacontroller_sha256") not in (None, digest):
                         st.info("This latent map was made from another metacontroller than the one loaded; remake it with "
-                                f"`{command('latent_map', set_dir)}`.")
+                                f"`{command_for('latent_map', set_dir)}`.")
                     left, right = st.columns([3, 2])
                     cents = report.get("centroids", {})
                     if "map_xy" not in st.session_state:

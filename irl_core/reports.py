@@ -16,8 +16,15 @@ import numpy as np
 from irl_core.checkpoints import CheckpointError, portable_path, read_json
 from irl_core.paths import SHIPPED_SETS, checkpoints_root
 
-# what makes each report, for pages that find one missing ({set} = the checkpoint set's folder)
+# what makes each artifact of a set (checkpoints and reports), for pages that find one missing ({set} = the set's folder)
 REPORT_COMMANDS = {
+    "base": "python -m irl_core pretrain --preset cpu --export {set}/base",
+    "gt_controllers": "python -m irl_core gt-controllers --base {set}/base --preset cpu --export {set}/gt_controllers "
+                      "--report {set}/reports/controllers.json",
+    "metacontroller": "python -m irl_core discover --base {set}/base --preset cpu --alpha 0.1 --seed 0 "
+                      "--export {set}/metacontroller",
+    "latent_map": "python -m irl_core latent-map --checkpoint {set}/metacontroller --episodes 500 "
+                  "--out {set}/reports/latent_map.json",
     "probes": "python -m irl_core probes --checkpoint {set}/base",
     "pretrain_curve": "python -m irl_core pretrain --preset cpu --export {set}/base",
     "probes_curve": "python -m irl_core probe-curve --run-dir <a pretraining run with --snapshot-every> "

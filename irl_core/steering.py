@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -38,29 +37,6 @@ from irl_core.metacontroller import MetaController
 from irl_core.models.transformer import GridTransformer
 
 LAYOUT_SEED_MAX = 2**31 - 1
-# what makes each artifact the steering page reads ({set} = the checkpoint set's folder, e.g. checkpoints/grid)
-COMMANDS = {
-    "base": "python -m irl_core pretrain --preset cpu --export {set}/base",
-    "gt_controllers": "python -m irl_core gt-controllers --base {set}/base --preset cpu --export {set}/gt_controllers "
-                      "--report {set}/reports/controllers.json",
-    "metacontroller": "python -m irl_core discover --base {set}/base --preset cpu --alpha 0.1 --seed 0 "
-                      "--export {set}/metacontroller",
-    "latent_map": "python -m irl_core latent-map --checkpoint {set}/metacontroller --episodes 500 "
-                  "--out {set}/reports/latent_map.json",
-}
-LATENT_MAP_COMMAND = COMMANDS["latent_map"].format(set="checkpoints/grid")
-METACONTROLLER_COMMAND = COMMANDS["metacontroller"].format(set="checkpoints/grid")
-
-
-def command(name: str, set_dir: str | Path = "checkpoints/grid") -> str:
-    """The command that makes artifact ``name`` of the checkpoint set ``set_dir`` (shown relative to the repo)."""
-    from irl_core.paths import REPO_ROOT
-    p = Path(set_dir)
-    try:
-        shown = str(p.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        shown = str(p)
-    return COMMANDS[name].format(set=shown)
 
 ControlFn = Callable[[GridBatch, int], Union[Control, None]]
 ControlSpec = Union[None, Control, ControlFn, torch.Tensor, np.ndarray, Sequence[float], int, str]
