@@ -18,15 +18,6 @@ from irl_core.runs import Run
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads run these tiny models several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_low_rank_controller_is_e_plus_U_e():
     torch.manual_seed(0)
     d, r = 12, 3

@@ -18,15 +18,6 @@ from irl_core.runs import Run
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads run these tiny models several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _py(*args):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "irl_core", *args], capture_output=True, text=True, cwd=ROOT, env=env)

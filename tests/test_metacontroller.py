@@ -8,15 +8,6 @@ from irl_core.metacontroller import (GaussianEncoder, MetaController, MetaContro
 D, B, T = 16, 3, 9
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads run these tiny models several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(**kw) -> MetaController:
     torch.manual_seed(0)
     return MetaController(MetaControllerConfig(d_model=D, rank=4, **kw))

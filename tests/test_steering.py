@@ -27,15 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "app_pages" / "steering.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads run these tiny models several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def base(tiny_base):
     return load_base_model(tiny_base)
