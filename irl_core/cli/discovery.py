@@ -256,6 +256,12 @@ def run_compile(args) -> int:
 
 # --- registration -------------------------------------------------------------------------------------
 def register(sub) -> None:
+    _register_controllers(sub)
+    _register_metacontrollers(sub)
+
+
+def _register_controllers(sub) -> None:
+    """gt-controllers, layer-sweep, gt-rollouts, control-reading, compile: supervised controllers and CompILE."""
     p = sub.add_parser("gt-controllers", help="train ground-truth subgoal controllers and measure held-out success")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A7) (default cpu)")
     p.add_argument("--layer", type=int, help="controlled layer (default L/2)")
@@ -326,6 +332,9 @@ def register(sub) -> None:
     _common(p)
     p.set_defaults(handler=run_compile)
 
+
+def _register_metacontrollers(sub) -> None:
+    """discover, sweep, switching: the metacontroller, its α sweep and its switching export."""
     p = sub.add_parser("discover", help="train one metacontroller (unsupervised abstract-action discovery)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A9) (default cpu)")
     p.add_argument("--alpha", type=float, help="KL strength α (default: the preset's, 0.1)")
