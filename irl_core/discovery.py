@@ -27,10 +27,7 @@ of valid steps with β < 0.1 or β > 0.9.
 """
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -492,76 +489,6 @@ def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: 
             "ran": ran, "skipped": skipped, "failed": failed or [],
             "rows": [{k: r.get(k) for k in TABLE_KEYS}
                      for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
-
-
-def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = "cpu",
-              alphas=PAPER_ALPHAS, seeds=(0,), variants=("frozen",), jobs: int = 1, device: str = "cpu",
-              overrides: dict | None = None, table: str | Path | None = None, progress: bool = True,
-              collect: bool = False) -> dict:
-    """Run every (variant, α, seed) point as ``python -m irl_core discover`` subprocesses, ``jobs`` at a time.
-
-    With ``collect`` nothing is run: the table lists every point already finished under ``root`` (a partial
-    sweep tabulated while, or after, its points run elsewhere).
-
-    Points whose ``result.json`` exists are skipped (a rerun resumes an interrupted sweep; an interrupted
-    point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
-    lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction, and
-    ``examples``: β, subgoal and length of :data:`EXAMPLE_EPISODES` held-out episodes (for the app's
-    rate–distortion page, so that it never has to load a metacontroller).
-    """
-    for v, a in itertools.product(variants, alphas):  # validate every point before launching anything
-        discovery_preset(preset_name, variant=v, alpha=float(a), **(overrides or {}))
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
-    root = Path(root)
-    (root / "points").mkdir(parents=True, exist_ok=True)
-    points = [(v, float(a), int(s)) for v, a, s in itertools.product(variants, alphas, seeds)]
-    if collect:
-        points = [(r["variant"], float(r["alpha"]), int(r["seed"])) for r in collect_results(root)]
-    todo = [p for p in points if not (root / "points" / point_name(*p) / "result.json").exists()]
-    skipped = len(points) - len(todo)
-    if progress:
-        print(f"sweep {root}: {len(points)} points, {skipped} already done, {len(todo)} to run, {jobs} at a time")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    running: list[tuple[tuple, subprocess.Popen, object]] = []
-    failed = []
-    queue = list(todo)
-    while queue or running:
-        while queue and len(running) < jobs:
-            v, a, s = p = queue.pop(0)
-            d = root / "points" / point_name(*p)
-            d.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "irl_core", "discover", "--base", str(base_checkpoint), "--preset", preset_name,
-                   "--alpha", str(a), "--seed", str(s), "--variant", v, "--run-dir", str(d), "--device", device,
-                   "--threads", "1", "--quiet"]
-            for k, val in (overrides or {}).items():
-                flag = f"--{k.replace('_', '-')}"
-                if isinstance(val, bool):
-                    cmd += [flag] if val else []
-                elif val is not None:
-                    cmd += [flag, str(val)]
-            log = open(d / "log.txt", "w")
-            running.append((p, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env), log))
-        time.sleep(0.2)
-        for item in list(running):
-            p, proc, log = item
-            if proc.poll() is not None:
-                log.close()
-                running.remove(item)
-                ok = proc.returncode == 0
-                if not ok:
-                    failed.append(point_name(*p))
-                if progress:
-                    log_path = root / "points" / point_name(*p) / "log.txt"
-                    print(f"  {point_name(*p)}: " + ("done" if ok else f"FAILED (see {log_path})"))
-    rows = collect_results(root, examples=EXAMPLE_EPISODES)
-    wanted = {point_name(*p) for p in points}
-    rows = [r for r in rows if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) in wanted]
-    out = sweep_table(rows, base_checkpoint, preset_name, overrides, len(todo) - len(failed), skipped, failed)
-    atomic_write_json(root / "results.json", out)
-    if table:
-        atomic_write_json(table, out)
-    return out
 
 
 # --- switching export ---------------------------------------------------------------------------------

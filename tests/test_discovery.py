@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from irl_core.checkpoints import CheckpointError
-from irl_core.discovery import (code_accuracy, discovery_preset, segment_ends, export_switching, load_metacontroller, run_sweep,
+from irl_core.sweeps import run_sweep
+from irl_core.discovery import (code_accuracy, discovery_preset, segment_ends, export_switching, load_metacontroller,
                                 switch_alignment, train)
 from irl_core.pretrain import load_base_model
 from irl_core.runs import Run

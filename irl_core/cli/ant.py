@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from irl_core.cli.common import user_errors
 from irl_core.errors import UserError
 
 
@@ -49,11 +50,9 @@ def run_expert(args) -> int:
     from irl_core.experts.ant_expert import make_config, train_expert
     from irl_core.runs import Run
     _check_device(args)
-    try:
+    with user_errors():
         cfg = make_config(args.preset, total_steps=args.steps, num_envs=args.num_envs, seed=args.seed,
                           threads=args.threads)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     torch.set_num_threads(cfg.threads)
     run = Run(args.run_dir) if args.run_dir else Run.create("ant_expert")
     print(f"run directory: {run.path}")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
+from typing import Iterator
+
+from irl_core.errors import UserError
 
 
 def add_common(p: argparse.ArgumentParser, seed: bool = True, device: bool = True) -> None:
@@ -23,3 +27,18 @@ def set_threads(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):
         import torch
         torch.set_num_threads(args.threads)
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "ray"),
+                   help="job backend: local processes or Ray tasks (default $IRL_JOBS_BACKEND, else local; "
+                        "RAY_ADDRESS names a Ray cluster, else a local Ray starts)")
+
+
+@contextmanager
+def user_errors(*types: type[BaseException]) -> Iterator[None]:
+    """Turn ``ValueError`` (and ``types``) raised inside into a one-line :class:`UserError` (no traceback)."""
+    try:
+        yield
+    except (ValueError, *types) as e:
+        raise UserError(str(e)) from None

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from irl_core.cli.common import set_threads
+from irl_core.cli.common import add_backend, set_threads, user_errors
 from irl_core.errors import UserError
 
 
@@ -66,10 +66,8 @@ def _control_reading(args) -> int:
         raise UserError(f"--episodes must be at least 4 (a quarter are held out for testing), got {args.episodes}")
     model = load_base_model(args.base, args.device)
     ctrls = [load_gt_controllers(c, args.device, base=model)[0] for c in args.controllers]
-    try:
+    with user_errors():
         out = control_reading(model, ctrls, args.read_layer, args.episodes, args.seed)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     out.update(base=str(args.base), controllers=list(args.controllers),
                command="python -m irl_core " + " ".join(sys.argv[1:]))
     atomic_write_json(args.out, out)
@@ -83,18 +81,14 @@ def _discover(args) -> int:
     from irl_core.discovery import discovery_preset, train
     from irl_core.runs import Run
     set_threads(args)
-    try:
+    with user_errors():
         cfg = discovery_preset(args.preset, alpha=args.alpha, variant=args.variant, layer=args.layer,
                                **_knob_values(args))
-    except ValueError as e:
-        raise UserError(str(e)) from None
     base = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("discover")
     print(f"run directory: {run.path}")
-    try:
+    with user_errors():
         result = train(base, cfg, run, args.seed, progress=not args.quiet, base_checkpoint=str(args.base))
-    except ValueError as e:
-        raise UserError(str(e)) from None
     if args.export:
         import shutil
         src = run.checkpoint_dir / "metacontroller"
@@ -109,18 +103,16 @@ def _discover(args) -> int:
 
 
 def _sweep(args) -> int:
-    from irl_core.discovery import run_sweep
     from irl_core.runs import Run
+    from irl_core.sweeps import run_sweep
     if args.collect and not (args.out_dir and Path(args.out_dir, "points").is_dir()):
         raise UserError(f"--collect needs --out-dir naming an existing sweep directory (got {args.out_dir!r})")
     root = Path(args.out_dir) if args.out_dir else Run.create("sweep").path
-    try:
+    with user_errors():
         alphas, seeds = _floats(args.alphas), _ints(args.seeds)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         out = run_sweep(args.base, root, args.preset, alphas, seeds, variants, args.jobs, args.device,
-                        _knob_values(args), args.table, collect=args.collect)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+                        _knob_values(args), args.table, collect=args.collect, backend=args.backend)
     print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
           f"({out['ran']} run now, {out['skipped']} skipped as done, {len(out['failed'])} failed)")
     for r in out["rows"]:
@@ -131,10 +123,8 @@ def _sweep(args) -> int:
 
 def _switching(args) -> int:
     from irl_core.discovery import export_switching
-    try:
+    with user_errors():
         m = export_switching(args.checkpoint, args.out, args.episodes, args.seed, args.device, args.base)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     print(f"wrote {args.out}: {args.episodes} held-out D* episodes; switches/episode {m['switches']:.2f} "
           f"(true changes {m['true_changes']:.2f}), precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
           f"F1 {m['f1']:.3f}, quasi-binary {m['binary_fraction']:.3f}")
@@ -146,18 +136,14 @@ def run_gt_controllers(args) -> int:
     from irl_core.controllers import evaluate_gt_controllers, gt_preset, load_base_for_layer, save_gt_controllers, train_gt_controllers
     from irl_core.runs import Run
     set_threads(args)
-    try:
+    with user_errors():
         cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, layer=args.layer,
                         eval_episodes=args.episodes, dstar_ties=getattr(args, "dstar_ties", None))
-    except ValueError as e:
-        raise UserError(str(e)) from None
     model = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("gt-controllers")
     print(f"run directory: {run.path}")
-    try:
+    with user_errors():
         ctrl = train_gt_controllers(model, cfg, run, args.seed, progress=not args.quiet)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     ev = evaluate_gt_controllers(model, ctrl, cfg.eval_episodes, args.seed)
     run.log(cfg.steps, **{"eval/success_rate": ev["success_rate"]})
     report = {"base": str(args.base), "seed": args.seed, "layer": ctrl.layer, "config": cfg.to_dict(),
@@ -180,34 +166,28 @@ def run_layer_sweep(args) -> int:
     from irl_core.runs import Run
     from irl_core.pretrain import load_base_model
     set_threads(args)
-    try:
+    with user_errors():
         cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, eval_episodes=args.episodes)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         seeds = tuple(int(x) for x in args.seeds.split(","))
-    except ValueError as e:
-        raise UserError(str(e)) from None
     bases = [args.base, *args.snapshots]
     models = [load_base_model(b, args.device) for b in bases]  # every checkpoint loads before anything trains
     model = models[0]
-    try:
+    with user_errors():
         for m, b in zip(models, bases):
             if m.world.name != model.world.name or m.n_layers != model.n_layers:
                 raise ValueError(f"{b}: a {m.n_layers}-layer {m.world.name} model; {args.base} is a "
                                  f"{model.n_layers}-layer {model.world.name} one")
         for layer in layers or []:
             default_layer(model, layer)  # validate every layer before creating anything
-    except ValueError as e:
-        raise UserError(str(e)) from None
     run_root = Path(args.run_dir) if args.run_dir else Run.create("gt-layer-sweep").path
     rows = []
-    try:
+    with user_errors():
         for k, (m, b) in enumerate(zip(models, bases)):
             root = run_root if k == 0 else run_root / f"base{k}"
             episodes = int(load_checkpoint(b)[2].get("episodes", 0))
             rows += [{"base": str(b), "base_episodes": episodes, **r}
                      for r in controlled_layer_sweep(m, cfg, layers, seeds, root, progress=not args.quiet)]
-    except ValueError as e:
-        raise UserError(str(e)) from None
     out = {"base": str(args.base), "world": model.world.name, "n_layers": model.n_layers, "config": cfg.to_dict(),
            "command": "python -m irl_core " + " ".join(sys.argv[1:]), "rows": rows}
     atomic_write_json(args.out, out)
@@ -222,10 +202,8 @@ def run_gt_rollouts(args) -> int:
     from irl_core.data import export_npz
     model = load_base_model(args.base, args.device)
     ctrl, _ = load_gt_controllers(args.checkpoint, args.device, base=model)
-    try:
+    with user_errors():
         eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     export_npz(args.out, eps)
     print(f"wrote {args.out}: {args.episodes} episodes, success {eps['success'].float().mean():.4f}")
     return 0
@@ -236,11 +214,9 @@ def run_compile(args) -> int:
     from irl_core.runs import Run
     from irl_core.controllers import load_base_for_layer
     set_threads(args)
-    try:
+    with user_errors():
         cfg = compile_preset(args.preset, alpha_z=args.alpha_z, alpha_b=args.alpha_b, temperature=args.temperature,
                              steps=args.steps, batch_size=args.batch_size, layer=args.layer, lr=args.lr)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     base = load_base_for_layer(args.base, args.device, cfg.layer)
     run = Run(args.run_dir) if args.run_dir else Run.create("compile")
     print(f"run directory: {run.path}")
@@ -348,12 +324,15 @@ def _register_metacontrollers(sub) -> None:
     _common(p)
     p.set_defaults(handler=_discover)
 
-    p = sub.add_parser("sweep", help="α sweep of metacontrollers in parallel processes (resumable)")
+    p = sub.add_parser("sweep", help="α sweep of metacontrollers, one job per point (local processes or Ray; resumable)")
     p.add_argument("--preset", default="cpu", help="preset of every point (default cpu)")
     p.add_argument("--alphas", default="0,0.05,0.1,0.17,0.3,0.5,1", help="comma-separated α values (Table A9)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--variants", default="frozen", help="comma-separated: frozen, beta1, cotrained")
-    p.add_argument("--jobs", type=int, default=1, help="points run at once, one CPU thread each (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="points run at once, one CPU thread each (default 1; with --backend ray: the CPUs of the "
+                        "local Ray it starts; a cluster runs as many as it has CPUs)")
+    add_backend(p)
     _add_knobs(p)
     p.add_argument("--out-dir", help="sweep directory (default runs/sweep/<id>); rerunning skips finished points")
     p.add_argument("--table", help="also write the results table here (e.g. checkpoints/grid5/reports/discovery.json)")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from irl_core.cli.common import add_common, add_world, set_threads
+from irl_core.cli.common import add_common, add_world, set_threads, user_errors
 from irl_core.errors import UserError
 
 
@@ -96,10 +96,8 @@ def run_data(args) -> int:
     dev = resolve_device(args.device)
     world = get_world(args.world)
     task_set(args.tasks, world)  # validate before working
-    try:
+    with user_errors():
         data = generate_dataset(args.episodes, args.tasks, args.epsilon, args.seed, dev, world=world)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     save_dataset(args.out, data, tasks=args.tasks, epsilon=args.epsilon, seed=args.seed, world=world.name)
     n_tasks = len({format_task(t[t >= 0]) for t in data["task"]})
     print(f"wrote {args.out}: {len(data['length'])} episodes over {n_tasks} task(s), mean length "
@@ -113,15 +111,13 @@ def run_pretrain(args) -> int:
     from irl_core.pretrain import export, train
     from irl_core.runs import Run
     set_threads(args)
-    try:
+    with user_errors():
         cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
                      encoder=args.encoder, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
                      warmup_steps=args.warmup_steps, chunks=args.chunks, init_from=args.init,
                      snapshot_every=args.snapshot_every, obs_coef=args.obs_coef, world=args.world,
                      precision=args.precision)
         get_world(cfg.world)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     run = Run(args.run_dir) if args.run_dir else Run.create("pretrain")
     print(f"run directory: {run.path}")
     model = train(cfg, run, args.device, args.seed, stop_at=args.stop_at)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from irl_core.cli.common import set_threads
+from irl_core.cli.common import set_threads, user_errors
 from irl_core.errors import UserError
 
 
@@ -13,11 +13,9 @@ def _internal_rl(args) -> int:
     from irl_core.rl_methods import make_learner
     from irl_core.runs import Run, new_run_id
     set_threads(args)
-    try:
+    with user_errors():
         cfg = rl_preset(args.preset, method=args.method, episodes=args.episodes, batch_size=args.batch_size,
                         lr=args.lr, task=args.task)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     device = resolve_device(args.device)
     learner = make_learner(cfg, device, args.seed, args.metacontroller, args.base, args.set)
     run = Run(args.run_dir) if args.run_dir else Run.create("internal-rl", new_run_id(f"{cfg.method}-seed{args.seed}-"))

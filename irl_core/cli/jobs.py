@@ -6,20 +6,47 @@
     python -m irl_core jobs tail RUN_DIR [-n 50]
     python -m irl_core jobs cancel RUN_DIR
     python -m irl_core jobs resume RUN_DIR
+
+``--backend ray`` (or ``IRL_JOBS_BACKEND=ray``) runs jobs as Ray tasks; as Ray ends a driver's tasks when
+the driver exits, ``jobs submit --backend ray`` and ``jobs resume --backend ray`` wait for the job (Ctrl-C
+cancels it; ``resume`` continues it).
+
+    python -m irl_core seeds --seeds 0-9 [--jobs 2] [--backend ray] -- internal-rl --method internal
 """
 from __future__ import annotations
 
 import argparse
 import time
 
+from irl_core.cli.common import add_backend, user_errors
+
+
+def _command(argv: list[str], example: str) -> list[str]:
+    from irl_core.jobs import JobError
+    argv = argv[1:] if argv[:1] == ["--"] else argv
+    if not argv:
+        raise JobError(f"no command to run; e.g. {example}")
+    return argv
+
+
+def _follow(backend, run_dir) -> int:
+    """Wait for a Ray job (its driver is this process); Ctrl-C cancels it."""
+    print("following the job (Ray ends it when this process exits); Ctrl-C cancels it", flush=True)
+    try:
+        st = backend.wait(run_dir)
+    except KeyboardInterrupt:
+        st = backend.cancel(run_dir)
+    print(f"{st['status']}" + (f": {st['error']}" if st.get("error") else ""))
+    return 0 if st["status"] == "done" else 1
+
 
 def _submit(args) -> int:
-    from irl_core.jobs import JobError, default_backend
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not argv:
-        raise JobError("no command to run; e.g. jobs submit -- pretrain --preset tiny")
-    print(default_backend().submit(argv, run_dir=args.run_dir))
-    return 0
+    from irl_core.jobs import get_backend
+    argv = _command(args.argv, "jobs submit -- pretrain --preset tiny")
+    backend = get_backend(args.backend)
+    run_dir = backend.submit(argv, run_dir=args.run_dir)
+    print(run_dir, flush=True)
+    return _follow(backend, run_dir) if getattr(backend, "queues", False) else 0
 
 
 def _age(t: float | None) -> str:
@@ -61,15 +88,46 @@ def _tail(args) -> int:
 
 
 def _cancel(args) -> int:
-    from irl_core.jobs import default_backend
-    print(default_backend().cancel(args.run)["status"])
+    from irl_core.jobs import get_backend
+    print(get_backend(args.backend).cancel(args.run)["status"])
     return 0
 
 
 def _resume(args) -> int:
-    from irl_core.jobs import default_backend
-    print(default_backend().resume(args.run))
-    return 0
+    from irl_core.jobs import get_backend
+    backend = get_backend(args.backend)
+    run_dir = backend.resume(args.run)
+    print(run_dir, flush=True)
+    return _follow(backend, run_dir) if getattr(backend, "queues", False) else 0
+
+
+def _seeds(args) -> int:
+    from irl_core.runs import Run
+    from irl_core.sweeps import run_seeds
+    argv = _command(args.argv, "seeds --seeds 0,1,2 -- internal-rl --method internal")
+    with user_errors():
+        seeds = _seed_list(args.seeds)
+    root = args.out_dir or Run.create(f"seeds-{argv[0]}").path
+    with user_errors():
+        rows = run_seeds(argv, seeds, root, args.jobs, args.backend, progress=True)
+    bad = [r for r in rows if r["status"] != "done"]
+    print(f"{root}: {len(rows) - len(bad)} of {len(rows)} runs done" + (
+        "; " + ", ".join(f"seed {r['seed']} {r['status']}" for r in bad) if bad else ""))
+    return 1 if bad else 0
+
+
+def _seed_list(text: str) -> list[int]:
+    """``0,1,2`` or ``0-9`` (inclusive) or a mix: ``0-4,7``."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        lo, _, hi = part.partition("-")
+        try:
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+        except ValueError:
+            raise ValueError(f"--seeds: {part!r} is not a seed or a range such as 0-9") from None
+    if not seeds:
+        raise ValueError("--seeds: no seeds given")
+    return list(dict.fromkeys(seeds))
 
 
 def register(sub) -> None:
@@ -79,6 +137,7 @@ def register(sub) -> None:
 
     a = actions.add_parser("submit", help="start an irl_core command as a job; prints its run directory")
     a.add_argument("--run-dir", help="run directory (default runs/<command>/<id>)")
+    add_backend(a)
     a.add_argument("argv", nargs=argparse.REMAINDER, help="the irl_core command, after --")
     a.set_defaults(handler=_submit)
 
@@ -92,9 +151,22 @@ def register(sub) -> None:
                                 ("resume", _resume, "rerun a stopped job's command; it continues from its checkpoint")):
         a = actions.add_parser(name, help=text)
         a.add_argument("run", metavar="RUN_DIR", help="the run directory")
+        if name != "status":
+            add_backend(a)
         a.set_defaults(handler=handler)
 
     a = actions.add_parser("tail", help="the end of a job's log")
     a.add_argument("run", metavar="RUN_DIR", help="the run directory")
     a.add_argument("-n", type=int, default=50, help="number of lines (default 50)")
     a.set_defaults(handler=_tail)
+
+    p = sub.add_parser("seeds", help="run one command once per seed, one job each (local processes or Ray; resumable)",
+                       description="Run an irl_core command once per seed as jobs, in OUT_DIR/seed<s> with --seed s. "
+                                   "Rerunning with the same --out-dir skips finished seeds and resumes the others.")
+    p.add_argument("--seeds", default="0,1,2", help="seeds: 0,1,2 or 0-9 (default 0,1,2)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once (default 1; with --backend ray: the CPUs of the local Ray it starts)")
+    p.add_argument("--out-dir", help="directory of the runs (default runs/seeds-<command>/<id>)")
+    add_backend(p)
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="the irl_core command, after -- (without --seed and --run-dir)")
+    p.set_defaults(handler=_seeds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from irl_core.cli.common import set_threads
+from irl_core.cli.common import set_threads, user_errors
 from irl_core.errors import UserError
 
 
@@ -23,13 +23,11 @@ def run_latent_map(args) -> int:
     set_threads(args)
     meta, model, layer, info = load_metacontroller(args.checkpoint, args.device, args.base)
     t = time.perf_counter()
-    try:
+    with user_errors():
         report = latent_map(model, meta, layer, args.episodes, args.seed)
         if args.steer_layouts:
             codes = {g: c["code"] for g, c in report["centroids"].items()}
             report["steering"] = code_steering(model, meta, layer, codes, args.steer_layouts)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     weights = f"{Path(args.checkpoint).with_suffix('')}.safetensors"
     report["metacontroller"] = str(args.checkpoint)
     report["metacontroller_sha256"] = file_digest(weights)
@@ -84,12 +82,10 @@ def run_steer(args) -> int:
     else:
         model = load_base_model(args.base or "checkpoints/grid5/base", args.device)
         layer, control = default_layer(model, args.layer), None
-    try:
+    with user_errors():
         results = steer_batch(model, layer, control, layout_seed=args.layout_seed, t0=args.t0, task=args.task,
                               greedy=not args.sample, episodes=args.episodes, seed=args.seed,
                               end_on_wrong=not args.no_cut, diagnostic_steps=args.diagnostic_steps, meta=meta, gt=gt)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     export_steered(args.out, results)
     r = results[0]
     rate = np.mean([x.success for x in results])

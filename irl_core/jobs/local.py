@@ -22,10 +22,8 @@ lock to the worker they start, which keeps it until it exits. ``submit`` validat
 (``irl_core.cli.validate``) before it creates the run directory.
 
 ``LocalBackend`` (the default) starts ``python -m irl_core.jobs <run_dir>`` in a new session, so that
-closing the app or the shell does not stop it. A Ray backend is not implemented (ray is not installed):
-it would implement the same ``JobBackend`` methods with ``ray.remote(work).options(num_gpus=...)`` for
-``submit``/``resume`` and ``ray.cancel`` for ``cancel``, the run directories on storage shared with the
-cluster, and ``status``/``logs`` reading them exactly as here.
+closing the app or the shell does not stop it. ``irl_core.jobs.ray_backend`` runs the same worker in Ray
+tasks; both share ``prepare_job`` / ``prepare_resume`` and read run directories with the functions below.
 """
 from __future__ import annotations
 
@@ -49,11 +47,9 @@ from irl_core.checkpoints import atomic_write_json
 from irl_core.paths import REPO_ROOT
 from irl_core.cli import build_parser, main, validate
 from irl_core.errors import UserError
-from irl_core.device import available_devices, resolve_device
+from irl_core.device import resolve_device
 from irl_core.runs import LOCK_FD_ENV, STATUSES, Run, RunBusy, adopt_lock, lock_run_dir, runs_root, write_holder
 
-__all__ = ["JobBackend", "JobError", "LocalBackend", "available_devices", "default_backend", "list_runs",
-           "run_status", "tail_log", "work"]
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
@@ -83,34 +79,15 @@ class JobBackend(Protocol):
         """Rerun a finished, failed or cancelled job's command in the same run directory."""
 
 
-def default_backend() -> JobBackend:
-    return LocalBackend()
-
-
 # --- the local backend --------------------------------------------------------------------------------
 class LocalBackend:
     """Jobs as detached processes on this machine (one worker process per job, in its own session)."""
 
+    queues = False  # every job submitted starts at once (irl_core.jobs.run_all throttles)
+
     def submit(self, argv: Sequence[str], run_dir: str | os.PathLike | None = None, stage: str | None = None) -> Path:
-        argv = [str(a) for a in argv]
-        args = _parse(argv)
-        device = getattr(args, "device", None)
-        if device is not None:
-            resolve_device(device)  # DeviceError before anything is created or launched
-        if args.run_dir and run_dir and Path(args.run_dir).resolve() != Path(run_dir).resolve():
-            raise JobError(f"two run directories given: {run_dir} and --run-dir {args.run_dir}")
-        run_dir = run_dir or args.run_dir
-        stage = stage or args.command
-        run = Run(Path(run_dir).resolve()) if run_dir else Run.create(stage)
-        lock = _lock(run.path)
+        run, job, lock = prepare_job(argv, run_dir, stage, "local")
         try:
-            current = run_status(run.path)["status"]
-            if current in ACTIVE:
-                raise JobError(f"{run.path} is already {current}; cancel it first or use another run directory")
-            job = {"argv": argv if args.run_dir else [*argv, "--run-dir", str(run.path)], "stage": stage,
-                   "cwd": os.getcwd(), "env": {k: v for k, v in os.environ.items() if k.startswith("IRL_")},
-                   "device": device, "created": time.time(), "backend": "local"}
-            atomic_write_json(run.path / "job.json", job)
             _launch(run, job, lock)
         finally:
             os.close(lock)  # the worker holds its own copy now
@@ -147,21 +124,58 @@ class LocalBackend:
         return tail_log(run_dir, lines)
 
     def resume(self, run_dir: str | os.PathLike) -> Path:
-        path = _existing(run_dir)
-        if not (path / "job.json").exists():
-            raise JobError(f"{path} has no job.json (it was not started as a job); run its command with --run-dir {path}")
-        st = run_status(path)
-        if st["status"] in ACTIVE:
-            raise JobError(f"{path} is still {st['status']} (pid {st.get('pid')}); cancel it first")
-        job, problem = _read_json(path / "job.json")
-        if problem or not isinstance(job, dict) or not isinstance(job.get("argv"), list):
-            raise JobError(f"{path / 'job.json'}: {problem or 'no argv'}; submit the command again")
-        lock = _lock(path)
+        run, job, lock = prepare_resume(run_dir)
         try:
-            _launch(Run(path), job, lock)
+            _launch(run, job, lock)
         finally:
             os.close(lock)
-        return path
+        return run.path
+
+
+def prepare_job(argv: Sequence[str], run_dir: str | os.PathLike | None, stage: str | None, backend: str,
+                check_device: bool = True) -> tuple[Run, dict, int]:
+    """What every backend's ``submit`` does before it starts anything: validate the command (a one-line
+    JobError), create or open the run directory, take its lock, refuse a run that is queued or running, and
+    write ``job.json``. Returns the run, the job and the locked descriptor (the caller closes it).
+    ``check_device=False`` leaves ``--device`` to the machine that runs the job (a cluster's GPU node)."""
+    argv = [str(a) for a in argv]
+    args = _parse(argv)
+    device = getattr(args, "device", None)
+    if device is not None and check_device:
+        resolve_device(device)  # DeviceError before anything is created or launched
+    if args.run_dir and run_dir and Path(args.run_dir).resolve() != Path(run_dir).resolve():
+        raise JobError(f"two run directories given: {run_dir} and --run-dir {args.run_dir}")
+    run_dir = run_dir or args.run_dir
+    stage = stage or args.command
+    run = Run(Path(run_dir).resolve()) if run_dir else Run.create(stage)
+    lock = _lock(run.path)
+    try:
+        current = run_status(run.path)["status"]
+        if current in ACTIVE:
+            raise JobError(f"{run.path} is already {current}; cancel it first or use another run directory")
+        job = {"argv": argv if args.run_dir else [*argv, "--run-dir", str(run.path)], "stage": stage,
+               "cwd": os.getcwd(), "env": {k: v for k, v in os.environ.items() if k.startswith("IRL_")},
+               "device": device, "created": time.time(), "backend": backend}
+        atomic_write_json(run.path / "job.json", job)
+    except BaseException:
+        os.close(lock)
+        raise
+    return run, job, lock
+
+
+def prepare_resume(run_dir: str | os.PathLike) -> tuple[Run, dict, int]:
+    """What every backend's ``resume`` does first: check the run has a ``job.json`` and is not queued or
+    running, and take its lock. Returns the run, its job and the locked descriptor (the caller closes it)."""
+    path = _existing(run_dir)
+    if not (path / "job.json").exists():
+        raise JobError(f"{path} has no job.json (it was not started as a job); run its command with --run-dir {path}")
+    st = run_status(path)
+    if st["status"] in ACTIVE:
+        raise JobError(f"{path} is still {st['status']} (pid {st.get('pid')}); cancel it first")
+    job, problem = _read_json(path / "job.json")
+    if problem or not isinstance(job, dict) or not isinstance(job.get("argv"), list):
+        raise JobError(f"{path / 'job.json'}: {problem or 'no argv'}; submit the command again")
+    return Run(path), job, _lock(path)
 
 
 def _parse(argv: list[str]):
@@ -412,7 +426,3 @@ def _log_text(path: Path, max_bytes: int = 65536) -> str:
         text = f.read().decode(errors="replace")
     lines = text.split("\n")[1 if size > max_bytes else 0:]  # the first line may be cut
     return "\n".join(([s for s in line.split("\r") if s.strip()] or [""])[-1] for line in lines)
-
-
-if __name__ == "__main__":  # started by _launch, which feeds (then closes) its stdin
-    sys.exit(work(sys.argv[1]))

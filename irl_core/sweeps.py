@@ -1,0 +1,140 @@
+"""Many runs of one stage through the job layer (``irl_core.jobs``): the α sweep of metacontrollers and the
+seeds of any command.
+
+Each run is one job in its own run directory, submitted through the chosen backend (``local``: at most
+``jobs`` worker processes at once; ``ray``: every run submitted at once as a Ray task asking for one CPU,
+Ray queueing them by resources). Rerunning the same command with the same ``--out-dir`` skips finished runs
+and resumes the others from their last checkpoints; a run still alive from an earlier call is waited for.
+
+- :func:`run_sweep`: every (variant, α, seed) point as ``discover`` in ``<root>/points/<variant>_alpha<α>_seed<s>``,
+  then the table of every finished point (``irl_core.discovery.sweep_table``).
+- :func:`run_seeds`: one command (``internal-rl --method internal ...``, ``pretrain --preset cpu ...``) once per
+  seed in ``<root>/seed<s>``, each with ``--seed s``.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Sequence
+
+from irl_core.checkpoints import atomic_write_json
+from irl_core.discovery import (EXAMPLE_EPISODES, PAPER_ALPHAS, collect_results, discovery_preset, point_name,
+                                sweep_table)
+from irl_core.jobs import JobBackend, JobError, get_backend, run_all, run_status
+
+__all__ = ["discover_argv", "run_seeds", "run_sweep", "seed_argv"]
+
+
+def discover_argv(base_checkpoint, preset_name: str, variant: str, alpha: float, seed: int, device: str,
+                  overrides: dict | None = None) -> list[str]:
+    """The ``discover`` command of one sweep point (one CPU thread, no progress bar)."""
+    argv = ["discover", "--base", str(base_checkpoint), "--preset", preset_name, "--alpha", str(alpha), "--seed",
+            str(seed), "--variant", variant, "--device", device, "--threads", "1", "--quiet"]
+    for k, val in (overrides or {}).items():
+        flag = f"--{k.replace('_', '-')}"
+        if isinstance(val, bool):
+            argv += [flag] if val else []
+        elif val is not None:
+            argv += [flag, str(val)]
+    return argv
+
+
+def _backend(backend: str | JobBackend | None, jobs: int) -> JobBackend:
+    """A backend by name; a local Ray started for this call gets ``jobs`` CPUs (runs at once)."""
+    if backend is None or isinstance(backend, str):
+        return get_backend(backend, num_cpus=jobs)
+    return backend
+
+
+def _max_active(backend: JobBackend, jobs: int) -> int | None:
+    return None if getattr(backend, "queues", False) else jobs
+
+
+def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = "cpu",
+              alphas=PAPER_ALPHAS, seeds=(0,), variants=("frozen",), jobs: int = 1, device: str = "cpu",
+              overrides: dict | None = None, table: str | Path | None = None, progress: bool = True,
+              collect: bool = False, backend: str | JobBackend | None = None) -> dict:
+    """Run every (variant, α, seed) point as a ``discover`` job, then tabulate every finished point.
+
+    With ``collect`` nothing is run: the table lists every point already finished under ``root`` (a partial
+    sweep tabulated while, or after, its points run elsewhere).
+
+    Points whose ``result.json`` exists are skipped (a rerun resumes an interrupted sweep; an interrupted
+    point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
+    lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction, and
+    ``examples``: β, subgoal and length of :data:`~irl_core.discovery.EXAMPLE_EPISODES` held-out episodes
+    (for the app's rate–distortion page, so that it never has to load a metacontroller).
+    """
+    for v, a in itertools.product(variants, alphas):  # validate every point before launching anything
+        discovery_preset(preset_name, variant=v, alpha=float(a), **(overrides or {}))
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    root = Path(root)
+    (root / "points").mkdir(parents=True, exist_ok=True)
+    points = [(v, float(a), int(s)) for v, a, s in itertools.product(variants, alphas, seeds)]
+    if collect:
+        points = [(r["variant"], float(r["alpha"]), int(r["seed"])) for r in collect_results(root)]
+    todo = [p for p in points if not (root / "points" / point_name(*p) / "result.json").exists()]
+    skipped = len(points) - len(todo)
+    failed = []
+    if todo:
+        runner = _backend(backend, jobs)
+        if progress:
+            print(f"sweep {root}: {len(points)} points, {skipped} already done, {len(todo)} to run "
+                  f"({type(runner).__name__}, {jobs} at a time)")
+
+        def finished(run_dir: Path, st: dict) -> None:
+            if st["status"] != "done":
+                failed.append(run_dir.name)
+            if progress:
+                print(f"  {run_dir.name}: " + ("done" if st["status"] == "done" else
+                                               f"{st['status'].upper()} (see {run_dir / 'log.txt'})"))
+
+        run_all(runner, [(discover_argv(base_checkpoint, preset_name, v, a, s, device, overrides),
+                          root / "points" / point_name(v, a, s)) for v, a, s in todo],
+                _max_active(runner, jobs), on_finish=finished)
+    elif progress:
+        print(f"sweep {root}: {len(points)} points, all done")
+    rows = collect_results(root, examples=EXAMPLE_EPISODES)
+    wanted = {point_name(*p) for p in points}
+    rows = [r for r in rows if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) in wanted]
+    out = sweep_table(rows, base_checkpoint, preset_name, overrides, len(todo) - len(failed), skipped, failed)
+    atomic_write_json(root / "results.json", out)
+    if table:
+        atomic_write_json(table, out)
+    return out
+
+
+def seed_argv(argv: Sequence[str], seed: int, run_dir: str | Path) -> list[str]:
+    """``argv`` with ``--seed`` and ``--run-dir`` added; a JobError if it already names either."""
+    argv = [str(a) for a in argv]
+    for flag in ("--seed", "--run-dir"):
+        if any(a == flag or a.startswith(flag + "=") for a in argv):
+            raise JobError(f"the command already gives {flag}; the seeds command sets it for each run")
+    return [*argv, "--seed", str(seed), "--run-dir", str(run_dir)]
+
+
+def run_seeds(argv: Sequence[str], seeds: Sequence[int], root: str | Path, jobs: int = 1,
+              backend: str | JobBackend | None = None, progress: bool = True) -> list[dict]:
+    """Run ``argv`` once per seed as a job in ``root/seed<s>``; runs already ``done`` are skipped, the others
+    (failed, cancelled, interrupted) resume. Returns each seed's final status, in the order of ``seeds``."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if not seeds:
+        raise ValueError("no seeds given")
+    root = Path(root).resolve()
+    runs = [(s, root / f"seed{s}") for s in seeds]
+    commands = [(seed_argv(argv, s, d), d) for s, d in runs]  # every command is checked before any is submitted
+    todo = [(a, d) for a, d in commands if not (d.is_dir() and run_status(d)["status"] == "done")]
+    if progress:
+        print(f"seeds {root}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run")
+    if todo:
+        runner = _backend(backend, jobs)
+
+        def finished(run_dir: Path, st: dict) -> None:
+            if progress:
+                print(f"  {run_dir.name}: {st['status']}" + ("" if st["status"] == "done" else
+                                                             f" ({st.get('error') or run_dir / 'log.txt'})"))
+
+        run_all(runner, todo, _max_active(runner, jobs), on_finish=finished)
+    return [{"seed": s, **run_status(d)} for s, d in runs]
