@@ -156,8 +156,10 @@ def training_state(modules: dict[str, torch.nn.Module], opt: torch.optim.Optimiz
 
 
 def restore_training_state(modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
-                           generators: dict[str, torch.Generator], state: dict[str, torch.Tensor], source) -> None:
-    """Inverse of :func:`training_state`: weights, optimizer moments and generator states back in place."""
+                           generators: dict[str, torch.Generator], state: dict[str, torch.Tensor], source,
+                           optional: tuple[str, ...] = ()) -> None:
+    """Inverse of :func:`training_state`: weights, optimizer moments and generator states back in place.
+    Generators named in ``optional`` may be absent from ``state`` (they keep their own state then)."""
     for name, m in modules.items():
         load_state_into(m, {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}, source)
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -167,23 +169,27 @@ def restore_training_state(modules: dict[str, torch.nn.Module], opt: torch.optim
             entry["step"] = entry["step"].reshape(()) if "step" in entry else torch.tensor(0.0)
             opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in entry.items()}
     for name, g in generators.items():
+        if f"rng.{name}" not in state and name in optional:
+            continue
         if f"rng.{name}" not in state:
             raise CheckpointError(f"{source}: missing generator state {name!r}")
         g.set_state(state[f"rng.{name}"].to(torch.uint8).cpu())
 
 
 def resume_training(last: str | os.PathLike, kind: str, config: dict, modules: dict[str, torch.nn.Module],
-                    opt: torch.optim.Optimizer, generators: dict[str, torch.Generator]) -> dict:
+                    opt: torch.optim.Optimizer, generators: dict[str, torch.Generator],
+                    optional: tuple[str, ...] = ()) -> dict:
     """Restore a run's training state from checkpoint ``last`` when it exists; returns its meta (``{}`` if none).
 
     A checkpoint saved with a config other than ``config`` is refused: resuming it would mix two runs.
+    Generators named in ``optional`` may be missing from it (see :func:`restore_training_state`).
     """
     if not Path(last).with_suffix(".json").exists():
         return {}
     state, saved, meta = load_checkpoint(last, kind)
     if saved != config:
         raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
-    restore_training_state(modules, opt, generators, state, last)
+    restore_training_state(modules, opt, generators, state, last, optional)
     return meta
 
 

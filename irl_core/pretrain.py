@@ -11,14 +11,25 @@ The run directory holds ``metrics.jsonl`` (``losses/action_nll``, ``losses/obs_n
 ``charts/action_acc``, ``eval/action_acc``, ``charts/episodes``, ``charts/SPS``) and
 ``checkpoints/last`` (weights, optimizer moments and RNG state) from which an interrupted run resumes
 and continues the same curve.
+
+Data-parallel (``torchrun --nproc-per-node N -m irl_core pretrain ...``, see ``irl_core.distributed``): the
+model is wrapped in ``DistributedDataParallel``; each of the N processes draws ``batch_size / N`` of every
+step's episodes from its own seed stream, and weights its loss by its share of the *whole* step's valid
+steps (times N, as DDP averages gradients), so the step's gradient is the one a single process would get
+over all N shares' episodes (tested). ``batch_size`` stays the global batch, so a preset means the same
+optimisation on any number of processes. Rank 0 evaluates and writes the run; the checkpoint keeps every
+rank's generator (``rng.env``, ``rng.env1``, ...), so a resumed run continues every stream; resumed with
+more processes than it was saved with, the new ranks start their streams afresh.
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
@@ -26,6 +37,7 @@ from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_check
 from irl_core.config import PretrainConfig
 from irl_core.data import expert_episodes, training_tensors
 from irl_core.device import resolve_device
+from irl_core.distributed import DataParallel, rank_seed
 from irl_core.machine import cpu_has_native_bf16, describe_machine
 from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.models.transformer import KIND, GridTransformer, TransformerConfig, pretrain_loss
@@ -50,28 +62,35 @@ def autocast_for(precision: str, device: torch.device):
 
 
 def accumulate_gradients(model: GridTransformer, episodes: dict[str, torch.Tensor], cfg: PretrainConfig,
-                         amp) -> dict[str, float]:
+                         amp, ddp: DistributedDataParallel | None = None, total: float | None = None,
+                         processes: int = 1) -> dict[str, float]:
     """Eq. 5 on one batch of episodes, back-propagated in ``cfg.chunks`` length-sorted micro-batches.
 
     Each micro-batch is trimmed to its own longest episode, so less compute goes to padding (episodes of
     the pretraining tasks are 31 steps on average but a batch of 128 pads them to ~55). Every chunk's
     per-step mean loss is weighted by its share of the batch's valid steps, so the accumulated gradient
     is the gradient of the whole batch's loss (the test compares the two). Returns the batch's metrics.
+
+    Data-parallel: ``ddp`` wraps ``model`` (gradients are all-reduced on the last chunk only), ``total`` is
+    the valid steps of every process's batch together and ``processes`` their number, so that the averaged
+    gradient is the one of all the processes' episodes as one batch; the metrics are this process's part
+    of the whole batch's (sum them over processes).
     """
     order = torch.argsort(episodes["length"])
-    total = float(episodes["length"].sum())
+    total = float(episodes["length"].sum()) if total is None else float(total)
     if total == 0:
         raise RuntimeError("the batch holds no steps (batch size 0?)")
     sums = {"action_nll": 0.0, "obs_nll": 0.0, "action_acc": 0.0}
-    for part in torch.tensor_split(order, max(1, min(cfg.chunks, len(order)))):
-        if len(part) == 0:
-            continue
+    parts = [p for p in torch.tensor_split(order, max(1, min(cfg.chunks, len(order)))) if len(p)]
+    for i, part in enumerate(parts):
         with torch.no_grad():
             obs, actions = training_tensors({k: v[part] for k, v in episodes.items()}, model.world)
         share = float((actions >= 0).sum()) / total
-        with amp:
-            loss, m = pretrain_loss(model, obs, actions, cfg.obs_coef)
-        (loss * share).backward()
+        sync = ddp.no_sync() if ddp is not None and i < len(parts) - 1 else nullcontext()
+        with sync:
+            with amp:
+                loss, m = pretrain_loss(ddp or model, obs, actions, cfg.obs_coef)
+            (loss * (share * processes)).backward()
         for k in sums:
             sums[k] += float(m[k]) * share
     return sums
@@ -117,38 +136,68 @@ def evaluate(model: GridTransformer, episodes: dict[str, torch.Tensor], batch: i
     return {"action_acc": correct / n, "action_nll": nll / n}
 
 
+class _SavedGenerator:
+    """Another process's generator state, for ``training_state`` on the process that writes the checkpoint."""
+
+    def __init__(self, state: torch.Tensor):
+        self.state = state
+
+    def get_state(self) -> torch.Tensor:
+        return self.state
+
+
+def _generators(env: BatchedGridPinpad, dp: DataParallel) -> dict:
+    """Every process's episode generator by checkpoint name (a collective; the dict matters on rank 0 only)."""
+    states = dp.gather(env.generator.get_state())
+    return {"env": env.generator, **{f"env{r}": _SavedGenerator(st) for r, st in enumerate(states) if r}}
+
+
 def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", seed: int = 0,
-          progress: bool = True, stop_at: int | None = None) -> GridTransformer:
+          progress: bool = True, stop_at: int | None = None, dp: DataParallel | None = None) -> GridTransformer:
     """Train (or resume) a base model in ``run``; returns the trained model.
 
     ``stop_at`` checkpoints and stops early at that step (status ``cancelled``); running the same
-    command again resumes from there and continues the same curve.
+    command again resumes from there and continues the same curve. ``dp``: this process's place in a
+    data-parallel run (``irl_core.distributed``; every process calls ``train``, rank 0 with the run, the
+    others with a ``ReadOnlyRun`` of it).
     """
+    dp = dp or DataParallel()
     dev = resolve_device(device)
     torch.manual_seed(seed)
     model = GridTransformer(cfg.model_config()).to(dev)
     init_episodes = initialise_from(model, cfg) if cfg.init_from else 0
     opt = _optimizer(model, cfg, dev)
-    env = BatchedGridPinpad(cfg.batch_size, cfg.tasks, dev, seed=seed, world=cfg.world)
-    eval_env = BatchedGridPinpad(cfg.eval_episodes, cfg.tasks, dev, seed=seed + 7919, world=cfg.world)
-    eval_set = expert_episodes(eval_env, 0.0)
+    env = BatchedGridPinpad(dp.share(cfg.batch_size), cfg.tasks, dev, seed=rank_seed(seed, dp.rank), world=cfg.world)
+    eval_set = None
+    if dp.main:
+        eval_env = BatchedGridPinpad(cfg.eval_episodes, cfg.tasks, dev, seed=seed + 7919, world=cfg.world)
+        eval_set = expert_episodes(eval_env, 0.0)
     last = run.checkpoint_dir / "last"
     step = 0
-    resumed = resume_training(last, "grid-pretrain-state", cfg.to_dict(), {"model": model}, opt, {"env": env.generator})
+    own = "env" if dp.main else f"env{dp.rank}"
+    resumed = resume_training(last, "grid-pretrain-state", cfg.to_dict(), {"model": model}, opt, {own: env.generator},
+                              optional=() if dp.main else (own,))
     if resumed:
         step = int(resumed["step"])
         run.truncate_metrics(step)
-    run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), **cfg.to_dict()})
+    ddp = DistributedDataParallel(model, find_unused_parameters=cfg.obs_coef == 0) if dp.world > 1 else None
+    run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), "processes": dp.world, **cfg.to_dict()})
     run.set_status("running", device=str(dev), step=step)
     amp = autocast_for(cfg.precision, dev)
     episodes_seen = init_episodes + step * cfg.batch_size
+
+    def save() -> None:
+        generators = _generators(env, dp)
+        if dp.main:
+            save_checkpoint(last, training_state({"model": model}, opt, generators), "grid-pretrain-state",
+                            cfg.to_dict(), {"step": step, "episodes": episodes_seen, "processes": dp.world})
+
     t0, s0 = time.time(), step
-    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", unit="step", disable=not (progress and dp.main))
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
             if stop_at is not None and step >= stop_at:
-                save_checkpoint(last, training_state({"model": model}, opt, {"env": env.generator}), "grid-pretrain-state", cfg.to_dict(),
-                                {"step": step, "episodes": episodes_seen})
+                save()
                 run.set_status("cancelled", step=step, note="stopped early; run the same command to resume")
                 return model
             for group in opt.param_groups:
@@ -156,28 +205,29 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
             with torch.no_grad():
                 batch = expert_episodes(env, cfg.epsilon)
             opt.zero_grad(set_to_none=True)
-            m = accumulate_gradients(model, batch, cfg, amp)
+            total = dp.sum({"steps": float(batch["length"].sum())}, dev)["steps"]
+            m = accumulate_gradients(model, batch, cfg, amp, ddp, total, dp.world)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
             episodes_seen += cfg.batch_size
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
+                m = dp.sum(m, dev)
                 sps = (step - s0) / max(1e-9, time.time() - t0)
                 row = {"losses/action_nll": float(m["action_nll"]), "losses/obs_nll": float(m["obs_nll"]),
                        "charts/action_acc": float(m["action_acc"]), "charts/episodes": episodes_seen,
                        "charts/SPS": sps, "charts/episodes_per_s": sps * cfg.batch_size,
                        "charts/learning_rate": learning_rate(cfg, step - 1)}
-                if step % cfg.eval_every == 0 or step == cfg.steps:
+                if dp.main and (step % cfg.eval_every == 0 or step == cfg.steps):
                     ev = evaluate(model, eval_set)
                     row.update({"eval/action_acc": ev["action_acc"], "eval/action_nll": ev["action_nll"]})
                     bar.set_postfix(acc=f"{ev['action_acc']:.3f}")
                 run.log(step, **row)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(last, training_state({"model": model}, opt, {"env": env.generator}), "grid-pretrain-state", cfg.to_dict(),
-                                {"step": step, "episodes": episodes_seen})
+                save()
                 run.set_status("running", step=step)
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            if dp.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 save_checkpoint(run.checkpoint_dir / f"step{step}", model.state_dict(), KIND, model.config_dict(),
                                 {"steps": step, "episodes": episodes_seen, "pretrain_config": cfg.to_dict()})
     run.set_status("done", step=step)

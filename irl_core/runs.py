@@ -226,3 +226,23 @@ def iter_metrics(path: str | os.PathLike) -> Iterator[dict]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line being written right now
+
+
+class ReadOnlyRun(Run):
+    """A run directory seen by a process that must not write it (the other processes of a data-parallel run,
+    ``irl_core.distributed``): it reads checkpoints as :class:`Run` does, and every write is a no-op."""
+
+    def claim(self) -> None:
+        pass
+
+    def write_config(self, config: Any) -> None:
+        pass
+
+    def set_status(self, status: str, **extra: Any) -> None:
+        pass
+
+    def log(self, step: int, **metrics: Any) -> None:
+        pass
+
+    def truncate_metrics(self, after_step: int) -> None:
+        pass

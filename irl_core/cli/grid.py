@@ -106,10 +106,12 @@ def run_data(args) -> int:
 
 
 def run_pretrain(args) -> int:
+    """Pretrain, on one process or on each of torchrun's (``irl_core.distributed``: rank 0 writes the run)."""
     from irl_core.config import PRETRAIN_PRESETS, preset
+    from irl_core.distributed import init_data_parallel
     from irl_core.envs.worlds import get_world
     from irl_core.pretrain import export, train
-    from irl_core.runs import Run
+    from irl_core.runs import ReadOnlyRun, Run
     set_threads(args)
     with user_errors():
         cfg = preset(PRETRAIN_PRESETS, args.preset, steps=args.steps, batch_size=args.batch_size,
@@ -118,12 +120,20 @@ def run_pretrain(args) -> int:
                      snapshot_every=args.snapshot_every, obs_coef=args.obs_coef, world=args.world,
                      precision=args.precision)
         get_world(cfg.world)
-    run = Run(args.run_dir) if args.run_dir else Run.create("pretrain")
-    print(f"run directory: {run.path}")
-    model = train(cfg, run, args.device, args.seed, stop_at=args.stop_at)
-    if args.export:
-        out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
-        print(f"exported {out}")
+    dp, device = init_data_parallel(args.device)
+    try:
+        with user_errors():
+            dp.share(cfg.batch_size)
+        path = dp.broadcast(str((Run(args.run_dir) if args.run_dir else Run.create("pretrain")).path) if dp.main else None)
+        run = Run(path) if dp.main else ReadOnlyRun(path)
+        if dp.main:
+            print(f"run directory: {run.path}" + (f" ({dp.world} data-parallel processes)" if dp.world > 1 else ""))
+        model = train(cfg, run, device, args.seed, progress=dp.main, stop_at=args.stop_at, dp=dp)
+        if args.export and dp.main:
+            out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
+            print(f"exported {out}")
+    finally:
+        dp.close()
     return 0
 
 
