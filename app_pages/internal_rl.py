@@ -86,6 +86,16 @@ if fig.data:
 st.header("Launch a run")
 from irl_core.jobs import JobError, default_backend, list_runs, tail_log  # noqa: E402 (torch: only on this page)
 
+try:
+    BACKEND = default_backend()
+except JobError as e:  # IRL_JOBS_BACKEND names no backend
+    st.error(str(e))
+    st.stop()
+st.caption(f"Runs are launched through the **{BACKEND.name}** job backend" + (
+    " (Ray tasks, one CPU each; they end if this app stops)." if BACKEND.name == "ray" else
+    " (one process per run on this machine). Start the app with `IRL_JOBS_BACKEND=ray` to launch them as Ray "
+    "tasks (`RAY_ADDRESS` names a cluster; without it a local Ray starts)."))
+
 with st.form("launch"):
     a, b, c = st.columns(3)
     method = a.selectbox("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get)
@@ -103,7 +113,7 @@ if go_clicked:
         st.error(f"{METHOD_LABELS[method]} needs `{needed}`, which this checkpoint set does not hold; make it with "
                  "`bash scripts/reproduce_grid_rl.sh` (or the discover and compile commands in README).")
     else:
-        backend = default_backend()
+        backend = BACKEND
         for seed in seeds:
             argv = ["internal-rl", "--method", method, "--preset", preset, "--seed", str(seed), "--device", device,
                     "--quiet"]
@@ -125,7 +135,8 @@ if go_clicked:
 # --- live runs ------------------------------------------------------------------------------------------------
 @st.fragment(run_every=2)
 def live_runs() -> None:
-    runs = list_runs(stage="internal-rl")
+    runs = [BACKEND.status(r["run_dir"]) if r["status"] in ("queued", "running") else r
+            for r in list_runs(stage="internal-rl")]  # the backend knows of Ray tasks that ended without a result
     if not runs:
         st.info("No internal-RL runs yet: launch one above, or run `python -m irl_core internal-rl --preset tiny`.")
         return
@@ -151,7 +162,7 @@ def live_runs() -> None:
                           margin=dict(t=10))
         st.plotly_chart(fig, width="stretch", key=f"live_{chosen}")
     cancel, resume = st.columns(2)
-    backend = default_backend()
+    backend = BACKEND
     if run["status"] in ("queued", "running") and cancel.button("Cancel", key=f"cancel_{chosen}"):
         try:
             backend.cancel(run["run_dir"])

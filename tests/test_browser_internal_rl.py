@@ -11,8 +11,10 @@ from browser_support import AppPage, start_app_server
 pytest_plugins = ["browser_support"]
 
 
-@pytest.fixture
-def rl_page(browser_context, app_checkpoints_root, tmp_path, monkeypatch):
+@pytest.fixture(params=["local", "ray"])
+def rl_page(request, browser_context, app_checkpoints_root, tmp_path, monkeypatch):
+    """The app with each job backend (IRL_JOBS_BACKEND): local processes, or Ray tasks on a local Ray the app starts."""
+    monkeypatch.setenv("IRL_JOBS_BACKEND", request.param)
     monkeypatch.setenv("IRL_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("IRL_THREADS", "1")
     try:
@@ -20,6 +22,7 @@ def rl_page(browser_context, app_checkpoints_root, tmp_path, monkeypatch):
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     app = AppPage.open(browser_context, server)
+    app.backend = request.param
     yield app, tmp_path / "runs"
     app.page.close()
     server.stop()
@@ -33,6 +36,8 @@ def test_launch_a_tiny_run_and_see_it_on_the_curves(rl_page):
     app.assert_no_exception()
     page = app.page
     assert page.get_by_text("No internal-RL runs yet").first.is_visible()
+    backend = page.get_by_text("job backend").first.inner_text()
+    assert f"{app.backend} job backend" in backend, backend
     app.choose("Preset", "tiny (seconds; a smoke test)")
     page.get_by_role("button", name="Launch").click()
     app.wait()
@@ -46,9 +51,10 @@ def test_launch_a_tiny_run_and_see_it_on_the_curves(rl_page):
         assert "failed" not in (table.inner_text() if table.count() else ""), table.inner_text()
         page.wait_for_timeout(1000)
     assert "done" in table.inner_text(), f"the run did not finish: {table.inner_text()}"
-    assert len(list((runs / "internal-rl").iterdir())) == 1
+    [run] = list((runs / "internal-rl").iterdir())
+    assert f'"backend": "{app.backend}"' in (run / "job.json").read_text()
     app.goto("internal-rl")  # a fresh visit draws the finished run's curve
     app.select_sidebar("Checkpoint set", "tiny")
     legend = page.locator("[data-testid='stPlotlyChart']").first.locator(".legendtext")
     assert any("your runs" in t for t in legend.all_text_contents())
-    app.screenshot("internal-rl-tiny")
+    app.screenshot(f"internal-rl-tiny-{app.backend}")

@@ -63,6 +63,9 @@ class JobError(UserError):
 class JobBackend(Protocol):
     """What the app and ``python -m irl_core jobs`` use to launch and follow runs."""
 
+    name: str  # "local", "ray"
+    queues: bool  # whether submitted jobs wait for resources in the backend (else each starts at once)
+
     def submit(self, argv: Sequence[str], run_dir: str | os.PathLike | None = None, stage: str | None = None) -> Path:
         """Start ``argv`` in ``run_dir`` (default ``runs/<stage>/<new id>``); returns the run directory."""
 
@@ -83,6 +86,7 @@ class JobBackend(Protocol):
 class LocalBackend:
     """Jobs as detached processes on this machine (one worker process per job, in its own session)."""
 
+    name = "local"
     queues = False  # every job submitted starts at once (irl_core.jobs.run_all throttles)
 
     def submit(self, argv: Sequence[str], run_dir: str | os.PathLike | None = None, stage: str | None = None) -> Path:

@@ -77,6 +77,7 @@ class RayBackend:
     without one a local Ray with ``num_cpus`` CPUs starts on first use. ``cpus_per_job`` and ``gpus_per_job``
     are each task's request (``gpus_per_job=None``: 1 for a ``--device cuda`` command, else 0)."""
 
+    name = "ray"
     queues = True  # Ray holds submitted tasks until their resources are free
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_job: float = 1.0,
