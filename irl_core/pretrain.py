@@ -17,7 +17,9 @@ model is wrapped in ``DistributedDataParallel``; each of the N processes draws `
 step's episodes from its own seed stream, and weights its loss by its share of the *whole* step's valid
 steps (times N, as DDP averages gradients), so the step's gradient is the one a single process would get
 over all N shares' episodes (tested). ``batch_size`` stays the global batch, so a preset means the same
-optimisation on any number of processes. Rank 0 evaluates and writes the run; the checkpoint keeps every
+optimisation on any number of processes, and ``chunks`` the global number of micro-batches (each process
+takes ``chunks / N`` of them: micro-batches as large as on one process, which is what makes 2 processes
+1.7× faster than one on this 2-core machine, BENCHMARKS.md). Rank 0 evaluates and writes the run; the checkpoint keeps every
 rank's generator (``rng.env``, ``rng.env1``, ...), so a resumed run continues every stream; resumed with
 more processes than it was saved with, the new ranks start their streams afresh.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -184,6 +187,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
     run.write_config({"stage": "pretrain", "seed": seed, "device": str(dev), "processes": dp.world, **cfg.to_dict()})
     run.set_status("running", device=str(dev), step=step)
     amp = autocast_for(cfg.precision, dev)
+    share_cfg = replace(cfg, chunks=max(1, cfg.chunks // dp.world))  # micro-batches as large as on one process
     episodes_seen = init_episodes + step * cfg.batch_size
 
     def save() -> None:
@@ -206,7 +210,7 @@ def train(cfg: PretrainConfig, run: Run, device: str | torch.device = "cpu", see
                 batch = expert_episodes(env, cfg.epsilon)
             opt.zero_grad(set_to_none=True)
             total = dp.sum({"steps": float(batch["length"].sum())}, dev)["steps"]
-            m = accumulate_gradients(model, batch, cfg, amp, ddp, total, dp.world)
+            m = accumulate_gradients(model, batch, share_cfg, amp, ddp, total, dp.world)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
