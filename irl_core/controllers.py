@@ -27,7 +27,7 @@ Choices where the paper is silent:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -37,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from irl_core.config import preset
-from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+from irl_core.checkpoints import (CheckpointError, load_checkpoint, load_state_into,
                                   save_checkpoint, start_or_resume, training_state)
 from irl_core.data import export_arrays, expert_episodes, replay, run_episodes, training_tensors, trim
 from irl_core.device import resolve_device
@@ -337,27 +337,3 @@ def load_gt_controllers(path, device="cpu", base: GridTransformer | None = None)
         raise CheckpointError(f"{path}: invalid gt-controllers config ({e})") from None
     load_state_into(ctrl, state, f"{Path(path).with_suffix('')}.safetensors")
     return ctrl.to(resolve_device(device)).eval(), meta
-
-
-def controlled_layer_sweep(model: GridTransformer, cfg: GTControllerConfig, layers: list[int] | None = None,
-                           seeds: tuple[int, ...] = (0,), run_root: str | Path | None = None,
-                           progress: bool = True) -> list[dict]:
-    """Fig. 4: train and evaluate GT controllers at every layer; ``relative_layer`` 0 = the middle (L/2).
-
-    Each (layer, seed) trains in ``run_root/layer{l}_seed{s}`` (resumable) when ``run_root`` is given.
-    """
-    L = model.n_layers
-    layers = list(range(L + 1)) if layers is None else layers
-    rows = []
-    for layer in layers:
-        for seed in seeds:
-            c = replace(cfg, layer=layer)
-            run = Run(Path(run_root) / f"layer{layer}_seed{seed}") if run_root else Run.create("gt-layer-sweep")
-            ctrl = train_gt_controllers(model, c, run, seed, progress)
-            ev = evaluate_gt_controllers(model, ctrl, c.eval_episodes, seed)
-            rows.append({"layer": layer, "relative_layer": layer - L // 2, "seed": seed, **ev})
-            if run_root:
-                atomic_write_json(Path(run_root) / f"layer{layer}_seed{seed}" / "report.json", rows[-1])
-            if progress:
-                print(f"layer {layer} (relative {layer - L // 2:+d}), seed {seed}: success {ev['success_rate']:.3f}")
-    return rows

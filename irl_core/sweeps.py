@@ -8,6 +8,8 @@ and resumes the others from their last checkpoints; a run still alive from an ea
 
 - :func:`run_sweep`: every (variant, α, seed) point as ``discover`` in ``<root>/points/<variant>_alpha<α>_seed<s>``,
   then the table of every finished point (``irl_core.discovery.sweep_table``).
+- :func:`run_layer_sweep`: ground-truth controllers at every layer (Fig. 4), ``gt-controllers`` per (base, layer,
+  seed) in ``<root>/layer<l>_seed<s>``, then one row per point.
 - :func:`run_seeds`: one command (``internal-rl --method internal ...``, ``pretrain --preset cpu ...``) once per
   seed in ``<root>/seed<s>``, each with ``--seed s``.
 """
@@ -22,7 +24,7 @@ from irl_core.discovery import (EXAMPLE_EPISODES, PAPER_ALPHAS, collect_results,
                                 sweep_table)
 from irl_core.jobs import JobBackend, JobError, get_backend, run_all, run_status
 
-__all__ = ["discover_argv", "run_seeds", "run_sweep", "seed_argv"]
+__all__ = ["discover_argv", "gt_controllers_argv", "run_layer_sweep", "run_seeds", "run_sweep", "seed_argv"]
 
 
 def discover_argv(base_checkpoint, preset_name: str, variant: str, alpha: float, seed: int, device: str,
@@ -138,3 +140,62 @@ def run_seeds(argv: Sequence[str], seeds: Sequence[int], root: str | Path, jobs:
 
         run_all(runner, todo, _max_active(runner, jobs), on_finish=finished)
     return [{"seed": s, **run_status(d)} for s, d in runs]
+
+
+REPORT_META = ("base", "seed", "layer", "relative_layer", "config", "command")  # a report's keys that are not results
+
+
+def gt_controllers_argv(base, preset_name: str, layer: int, seed: int, device: str, steps: int | None = None,
+                        batch_size: int | None = None, episodes: int | None = None, threads: int = 1) -> list[str]:
+    """The ``gt-controllers`` command of one layer-sweep point (it writes ``report.json`` in its run directory)."""
+    argv = ["gt-controllers", "--base", str(base), "--preset", preset_name, "--layer", str(layer), "--seed", str(seed),
+            "--device", device, "--threads", str(threads), "--quiet"]
+    for flag, value in (("--steps", steps), ("--batch-size", batch_size), ("--episodes", episodes)):
+        argv += [flag, str(value)] if value is not None else []
+    return argv
+
+
+def run_layer_sweep(bases: Sequence[str | Path], n_layers: int, root: str | Path, preset_name: str = "cpu",
+                    layers: Sequence[int] | None = None, seeds: Sequence[int] = (0,), steps: int | None = None,
+                    batch_size: int | None = None, episodes: int | None = None, device: str = "cpu", jobs: int = 1,
+                    threads: int = 1, backend: str | JobBackend | None = None, progress: bool = True) -> list[dict]:
+    """Fig. 4 (and Fig. A2 over ``bases``): ground-truth controllers at every layer, one ``gt-controllers`` job per
+    (base, layer, seed) in ``root/layer{l}_seed{s}`` (the k-th further base in ``root/base{k}/...``).
+
+    Points whose ``report.json`` exists are skipped, the others run (or resume) through the backend. Returns one
+    row per point, in the order (base, layer, seed): ``base``, ``base_episodes``, ``layer``, ``relative_layer``
+    (0 = L/2), ``seed`` and the evaluation (``success_rate``, ...); a JobError names the points that failed.
+    """
+    from irl_core.checkpoints import load_checkpoint, read_json
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    layers = list(range(n_layers + 1)) if layers is None else list(layers)
+    root = Path(root).resolve()
+    points = [(b, (root if k == 0 else root / f"base{k}") / f"layer{l}_seed{s}", l, s)
+              for k, b in enumerate(bases) for l in layers for s in seeds]
+    todo = [(gt_controllers_argv(b, preset_name, l, s, device, steps, batch_size, episodes, threads), d)
+            for b, d, l, s in points if not (d / "report.json").exists()]
+    failed: list[str] = []
+    if progress:
+        print(f"layer sweep {root}: {len(points)} points, {len(points) - len(todo)} already done, {len(todo)} to run")
+    if todo:
+        runner = _backend(backend, jobs)
+
+        def finished(run_dir: Path, st: dict) -> None:
+            ok = st["status"] == "done" and (run_dir / "report.json").exists()
+            if not ok:
+                failed.append(str(run_dir.relative_to(root)))
+            if progress:
+                print(f"  {run_dir.relative_to(root)}: " + ("done" if ok else f"{st['status'].upper()} (see {run_dir / 'log.txt'})"))
+
+        run_all(runner, todo, _max_active(runner, jobs), on_finish=finished)
+    if failed:
+        raise JobError(f"{len(failed)} layer-sweep point(s) failed: {', '.join(failed)}; rerun the same command to resume them")
+    base_episodes = {str(b): int(load_checkpoint(b)[2].get("episodes", 0)) for b in bases}
+    rows = []
+    for b, d, l, s in points:
+        report = read_json(d / "report.json")
+        rows.append({"base": str(b), "base_episodes": base_episodes[str(b)], "layer": l,
+                     "relative_layer": l - n_layers // 2, "seed": s,
+                     **{k: v for k, v in report.items() if k not in REPORT_META}})
+    return rows

@@ -128,16 +128,25 @@ def test_cli_gt_controllers(tiny_base, tmp_path):
     assert r.returncode == 2 and "error:" in r.stderr and "nope" in r.stderr
 
 
-def test_controlled_layer_sweep(tiny_base, tmp_path, capsys):
-    """Fig. 4: one row per (layer, seed) with the layer relative to the middle; the CLI writes the JSON."""
+def test_controlled_layer_sweep(tiny_base, tmp_path, capsys, monkeypatch):
+    """Fig. 4: one gt-controllers job per (layer, seed), two at a time; one row per point with the layer relative
+    to the middle; the CLI writes the JSON, and a rerun runs nothing."""
+    import json
     from irl_core.cli import main
+    monkeypatch.setenv("IRL_THREADS", "1")
     out = tmp_path / "layers.json"
-    assert main(["layer-sweep", "--base", str(tiny_base), "--preset", "tiny", "--layers", "0,2", "--steps", "2",
-                 "--episodes", "4", "--run-dir", str(tmp_path / "runs"), "--out", str(out), "--quiet"]) == 0
-    rows = __import__("json").loads(out.read_text())["rows"]
+    cmd = ["layer-sweep", "--base", str(tiny_base), "--preset", "tiny", "--layers", "0,2", "--steps", "2",
+           "--episodes", "4", "--run-dir", str(tmp_path / "runs"), "--out", str(out), "--jobs", "2"]
+    assert main(cmd) == 0
+    rows = json.loads(out.read_text())["rows"]
     assert [(r["layer"], r["relative_layer"]) for r in rows] == [(0, -1), (2, 1)]
     assert all(0 <= r["success_rate"] <= 1 for r in rows)
     assert (tmp_path / "runs" / "layer2_seed0" / "metrics.jsonl").exists()
+    job = json.loads((tmp_path / "runs" / "layer2_seed0" / "job.json").read_text())
+    assert job["argv"][:1] == ["gt-controllers"] and "--layer" in job["argv"] and job["backend"] == "local"
+    capsys.readouterr()
+    assert main(cmd) == 0 and "2 points, 2 already done, 0 to run" in capsys.readouterr().out
+    assert json.loads(out.read_text())["rows"] == rows
     assert main(["layer-sweep", "--base", str(tiny_base), "--preset", "tiny", "--layers", "5", "--out", str(out)]) == 2
     assert "controlled layer" in capsys.readouterr().err
 

@@ -161,17 +161,17 @@ def run_gt_controllers(args) -> int:
 
 
 def run_layer_sweep(args) -> int:
-    from irl_core.checkpoints import atomic_write_json, load_checkpoint
-    from irl_core.controllers import controlled_layer_sweep, default_layer, gt_preset
+    from irl_core.checkpoints import atomic_write_json
+    from irl_core.controllers import default_layer, gt_preset
     from irl_core.runs import Run
     from irl_core.pretrain import load_base_model
-    set_threads(args)
+    from irl_core.sweeps import run_layer_sweep as sweep_layers
     with user_errors():
         cfg = gt_preset(args.preset, steps=args.steps, batch_size=args.batch_size, eval_episodes=args.episodes)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         seeds = tuple(int(x) for x in args.seeds.split(","))
     bases = [args.base, *args.snapshots]
-    models = [load_base_model(b, args.device) for b in bases]  # every checkpoint loads before anything trains
+    models = [load_base_model(b, "cpu") for b in bases]  # every checkpoint loads before anything runs
     model = models[0]
     with user_errors():
         for m, b in zip(models, bases):
@@ -181,13 +181,10 @@ def run_layer_sweep(args) -> int:
         for layer in layers or []:
             default_layer(model, layer)  # validate every layer before creating anything
     run_root = Path(args.run_dir) if args.run_dir else Run.create("gt-layer-sweep").path
-    rows = []
     with user_errors():
-        for k, (m, b) in enumerate(zip(models, bases)):
-            root = run_root if k == 0 else run_root / f"base{k}"
-            episodes = int(load_checkpoint(b)[2].get("episodes", 0))
-            rows += [{"base": str(b), "base_episodes": episodes, **r}
-                     for r in controlled_layer_sweep(m, cfg, layers, seeds, root, progress=not args.quiet)]
+        rows = sweep_layers(bases, model.n_layers, run_root, args.preset, layers, seeds, args.steps, args.batch_size,
+                            args.episodes, args.device, args.jobs, args.threads or 1, args.backend,
+                            progress=not args.quiet)
     out = {"base": str(args.base), "world": model.world.name, "n_layers": model.n_layers, "config": cfg.to_dict(),
            "command": "python -m irl_core " + " ".join(sys.argv[1:]), "rows": rows}
     atomic_write_json(args.out, out)
@@ -255,7 +252,8 @@ def _register_controllers(sub) -> None:
     _common(p)
     p.set_defaults(handler=run_gt_controllers)
 
-    p = sub.add_parser("layer-sweep", help="GT controllers at every controlled layer (Fig. 4)")
+    p = sub.add_parser("layer-sweep", help="GT controllers at every controlled layer (Fig. 4), one gt-controllers job "
+                                           "per (layer, seed) (local processes or Ray; resumable)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (default cpu)")
     p.add_argument("--layers", help="comma-separated layers (default 0..L)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -267,7 +265,10 @@ def _register_controllers(sub) -> None:
     p.add_argument("--snapshots", nargs="+", default=[],
                    help="more base checkpoints of the same world to sweep too (e.g. a pretraining run's "
                         "checkpoints/step<N>): controllability over training")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--jobs", type=int, default=1, help="points run at once (default 1; with --backend ray: the CPUs "
+                                                        "of the local Ray it starts)")
+    add_backend(p)
+    p.add_argument("--threads", type=int, help="torch CPU threads of each point (default 1)")
     p.add_argument("--quiet", action="store_true")
     _common(p)
     p.set_defaults(handler=run_layer_sweep)

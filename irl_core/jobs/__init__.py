@@ -21,11 +21,11 @@ from typing import Callable, Sequence
 
 from irl_core.device import available_devices
 from irl_core.jobs.local import (ACTIVE, STALE_ERROR, TERMINAL, JobBackend, JobError, LocalBackend, list_runs,
-                                 run_status, tail_log, work)
+                                 run_status, settled, tail_log, work)
 
 __all__ = ["ACTIVE", "BACKENDS", "STALE_ERROR", "TERMINAL", "JobBackend", "JobError", "LocalBackend",
-           "available_devices", "default_backend", "get_backend", "list_runs", "run_all", "run_status", "tail_log",
-           "work"]
+           "available_devices", "default_backend", "get_backend", "list_runs", "run_all", "run_status", "settled",
+           "tail_log", "work"]
 
 BACKENDS = ("local", "ray")
 BACKEND_ENV = "IRL_JOBS_BACKEND"
@@ -64,8 +64,8 @@ def run_all(backend: JobBackend, commands: Sequence[tuple[Sequence[str], str | o
     At most ``max_active`` run at once (``None``: submit everything and let the backend queue them, as Ray
     does by resources: backends that queue say so with ``queues = True``). A run that is already queued or
     running (a previous sweep's job still alive) is waited for, not submitted again. ``on_finish(run_dir,
-    status)`` is called as each one ends. Ctrl-C cancels the runs this call is waiting for (their checkpoints
-    stay: run again to resume) and re-raises.
+    status)`` is called as each one ends (``settled``: its worker has finished too). Ctrl-C cancels the runs
+    this call is waiting for (their checkpoints stay: run again to resume) and re-raises.
     """
     pending = [(list(map(str, argv)), Path(d).resolve()) for argv, d in commands]
     active: list[Path] = []
@@ -80,7 +80,7 @@ def run_all(backend: JobBackend, commands: Sequence[tuple[Sequence[str], str | o
             time.sleep(poll)
             for d in list(active):
                 st = backend.status(d)
-                if st["status"] in TERMINAL or st["status"] == "unknown":
+                if settled(st) or st["status"] == "unknown":
                     active.remove(d)
                     finished[d] = st
                     if on_finish:

@@ -297,6 +297,18 @@ def run_status(run_dir: str | os.PathLike) -> dict:
     return _describe(_existing(run_dir))
 
 
+def settled(st: dict) -> bool:
+    """Whether a job has ended *and* its worker has finished: a stage records ``done`` before its command has
+    written its last files (a report after training), so its outcome is final once the worker has added
+    ``exit_code``, or once its process is gone (a worker killed before recording)."""
+    if st["status"] not in TERMINAL:
+        return False
+    if "exit_code" in st or st.get("error") == STALE_ERROR:
+        return True
+    pid = st.get("pid")
+    return not (isinstance(pid, int) and st.get("host", socket.gethostname()) == socket.gethostname() and _alive(pid))
+
+
 def list_runs(root: str | os.PathLike | None = None, stage: str | None = None) -> list[dict]:
     """``run_status`` of every ``<root>/<stage>/<id>/`` (default root ``runs_root()``), newest first."""
     root = (Path(root) if root is not None else runs_root()).resolve()

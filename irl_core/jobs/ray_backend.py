@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from irl_core.jobs.local import (ACTIVE, TERMINAL, JobError, LocalBackend, prepare_job, prepare_resume, run_status,
+from irl_core.jobs.local import (ACTIVE, JobError, LocalBackend, prepare_job, prepare_resume, run_status, settled,
                                  tail_log)
 from irl_core.paths import REPO_ROOT
 from irl_core.runs import Run, RunBusy, lock_run_dir
@@ -175,7 +175,7 @@ class RayBackend:
                 lock = None  # its worker has just started: stop it below
             if lock is not None:
                 try:
-                    Run(path).set_status("cancelled", note="cancelled before it started")
+                    Run(path).set_status("cancelled", note="cancelled before it started", exit_code=None)
                 finally:
                     os.close(lock)
                 if ref is not None:
@@ -197,6 +197,6 @@ class RayBackend:
 
     def wait(self, run_dir: str | os.PathLike, poll: float = 0.5) -> dict:
         """Block until the job ends; returns its status."""
-        while (st := self.status(run_dir))["status"] not in TERMINAL and st["status"] != "unknown":
+        while not settled(st := self.status(run_dir)) and st["status"] != "unknown":
             time.sleep(poll)
         return st
