@@ -6,6 +6,7 @@ Examples::
     python -m irl_core ant-expert --preset cpu --run-dir runs/ant_expert/main --export checkpoints/ant/expert
     python -m irl_core ant-eval --episodes 200 --out checkpoints/ant/reports/expert.json
     python -m irl_core ant-data --episodes 1000 --mean-action --out data/ant_dstar.npz
+    python -m irl_core ant-pretrain --data runs/ant/data/D_seed0.npz --preset cpu --run-dir runs/ant_pretrain/cpu
     python -m irl_core video --env ant --policy expert --task 0-3-2 --seed 0 --out ant.mp4
     python -m irl_core rollouts --env ant --policy expert --task heldout --episodes 20 --seed 0 --out r.npz
 """
@@ -128,6 +129,31 @@ def rollouts(args) -> int:
 # --------------------------------------------------------------------------------------------------
 # Parsers
 # --------------------------------------------------------------------------------------------------
+def run_ant_pretrain(args) -> int:
+    """``ant-pretrain``: the ant's Hawk SSM base model on a dataset D (``irl_core.ant_pretrain``)."""
+    import sys
+    from pathlib import Path
+    from irl_core.ant_pretrain import ant_preset, export, train
+    from irl_core.cli.common import set_threads
+    from irl_core.runs import Run
+    set_threads(args)
+    _check_device(args)
+    if not Path(args.data).exists():
+        raise UserError(f"--data {args.data}: no such dataset; make one with: python -m irl_core ant-data "
+                        f"--episodes 20000 --out {args.data}")
+    with user_errors():
+        cfg = ant_preset(args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         snapshot_every=args.snapshot_every, precision=args.precision, obs_coef=args.obs_coef)
+    run = Run(args.run_dir) if args.run_dir else Run.create("ant_pretrain")
+    print(f"run directory: {run.path}")
+    with user_errors(KeyError):
+        model = train(cfg, args.data, run, args.device, args.seed, progress=not args.quiet, stop_at=args.stop_at)
+    if args.export:
+        out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
+        print(f"exported {out}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu; the ant runs on the CPU)")
@@ -163,6 +189,23 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(handler=run_data)
+
+    p = subparsers.add_parser("ant-pretrain", help="pretrain the ant's Hawk SSM base model on a dataset D (resumable)")
+    p.add_argument("--data", required=True, help="an ant-data .npz file (D, successful episodes)")
+    p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Tables A5/A15) (default cpu)")
+    p.add_argument("--run-dir", help="run directory (default runs/ant_pretrain/<id>); an existing one is resumed")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's episodes per step")
+    p.add_argument("--lr", type=float, help="override the learning rate")
+    p.add_argument("--obs-coef", type=float, help="override λ, the weight of the next-observation loss (paper: 10)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="autocast precision (default auto)")
+    p.add_argument("--snapshot-every", type=int, help="keep the weights every N steps (checkpoints/step<N>)")
+    p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step (run again to resume)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--export", help="also save the final model as this checkpoint (e.g. checkpoints/ant/base)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=run_ant_pretrain)
 
     p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
     p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")

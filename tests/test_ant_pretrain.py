@@ -1,0 +1,86 @@
+"""The ant base model (Hawk SSM): the parallel scan and the step-by-step recurrence give the same outputs, and
+``ant-pretrain`` trains the tiny preset on real expert episodes, stops, resumes the same curve and exports."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from irl_core.ant_data import generate_dataset, save_dataset
+from irl_core.ant_pretrain import EpisodeBank, load_ant_base
+from irl_core.cli import main
+from irl_core.envs.tasks import ANT_PRETRAIN_TASKS
+from irl_core.models.ant_ssm import AntSSM, AntSSMConfig, ant_pretrain_loss, linear_scan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ant_d(tmp_path_factory):
+    """Six episodes of the shipped expert (sampled actions, failures kept so that it takes seconds)."""
+    path = tmp_path_factory.mktemp("ant_d") / "D.npz"
+    save_dataset(path, generate_dataset(ROOT / "checkpoints" / "ant" / "expert", ANT_PRETRAIN_TASKS, 6, seed=0,
+                                        keep_failures=True, progress=False))
+    return path
+
+
+def test_linear_scan_is_the_recurrence():
+    a, b = torch.rand(3, 45, 5, dtype=torch.float64), torch.randn(3, 45, 5, dtype=torch.float64)
+    h, ref = torch.zeros(3, 5, dtype=torch.float64), []
+    for t in range(45):
+        h = a[:, t] * h + b[:, t]
+        ref.append(h)
+    torch.testing.assert_close(linear_scan(a, b), torch.stack(ref, 1))
+
+
+def test_step_by_step_equals_the_sequence_form():
+    torch.manual_seed(0)
+    model = AntSSM(AntSSMConfig(d_model=32, n_layers=3, lru_width=32, n_heads=4, d_mlp=64)).double()
+    model.set_normaliser(torch.randn(41, dtype=torch.float64), torch.rand(41, dtype=torch.float64) + 0.5)
+    obs = torch.randn(2, 23, 41, dtype=torch.float64)
+    seq, cache = model.run_with_cache(obs)
+    state = model.initial_state(2)
+    state = type(state)(state.h.double(), state.conv.double())
+    steps, resid = [], []
+    for t in range(23):
+        with model.hooks([("blocks.1.hook_resid_post", lambda x, hook: resid.append(x))]):
+            out, state = model.step(obs[:, t], state)
+        steps.append(out)
+    for k in range(3):
+        torch.testing.assert_close(torch.stack([s[k] for s in steps], 1), seq[k])
+    torch.testing.assert_close(torch.stack(resid, 1), cache["blocks.1.hook_resid_post"])
+
+
+def test_loss_masks_padding_and_the_last_observation():
+    torch.manual_seed(0)
+    model = AntSSM(AntSSMConfig(d_model=16, n_layers=1, lru_width=16, n_heads=2, d_mlp=32))
+    obs, act = torch.randn(2, 9, 41), torch.randn(2, 9, 8)
+    length = torch.tensor([9, 5])
+    loss, m = ant_pretrain_loss(model, obs, act, length, 10.0)
+    obs2, act2 = obs.clone(), act.clone()
+    obs2[1, 5:], act2[1, 5:] = 100.0, 100.0  # padding of the second episode: no effect
+    loss2, _ = ant_pretrain_loss(model, obs2, act2, length, 10.0)
+    torch.testing.assert_close(loss, loss2)
+    torch.testing.assert_close(loss, m["action_nll"] + 10.0 * m["obs_nll"])
+
+
+def test_tiny_pretraining_stops_resumes_and_exports(ant_d, tmp_path):
+    bank = EpisodeBank(ant_d, 0.05)
+    assert len(bank.val_ids) == 1 and len(bank.train_ids) == 5
+    run = tmp_path / "run"
+    cmd = ["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(run), "--quiet", "--threads", "1"]
+    assert main([*cmd, "--stop-at", "10"]) == 0
+    assert json.loads((run / "status.json").read_text())["status"] == "cancelled"
+    assert main([*cmd, "--export", str(tmp_path / "base")]) == 0
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]
+    assert rows[-1]["losses/action_nll"] < rows[0]["losses/action_nll"]  # it learns from the first steps
+    assert "eval/action_nll" in rows[-1]
+    model = load_ant_base(tmp_path / "base")
+    assert model.n_layers == 2
+    torch.testing.assert_close(model.obs_mean, bank.obs_mean)
+
+
+def test_missing_dataset_is_one_line(tmp_path, capsys):
+    assert main(["ant-pretrain", "--data", str(tmp_path / "none.npz"), "--preset", "tiny"]) == 2
+    assert "no such dataset" in capsys.readouterr().err
