@@ -84,3 +84,23 @@ def test_tiny_pretraining_stops_resumes_and_exports(ant_d, tmp_path):
 def test_missing_dataset_is_one_line(tmp_path, capsys):
     assert main(["ant-pretrain", "--data", str(tmp_path / "none.npz"), "--preset", "tiny"]) == 2
     assert "no such dataset" in capsys.readouterr().err
+
+
+def test_the_base_model_acts_alone_in_mujoco(ant_d, tmp_path, capsys):
+    from irl_core.ant_base import run_base_episodes
+    from irl_core.models.ant_ssm import AntSSM
+    assert main(["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+                 "--quiet", "--threads", "1", "--steps", "5", "--export", str(tmp_path / "base")]) == 0
+    model = load_ant_base(tmp_path / "base")
+    a = run_base_episodes(model, [(0, 3, 2)], 3, seed=4, record=True, n_parallel=3)
+    b = run_base_episodes(model, [(0, 3, 2)], 3, seed=4, record=True, n_parallel=2)
+    assert all((a["length"] >= 1) & (a["length"] <= 500))
+    for j in range(3):  # an episode's draws depend on its seed only, not on which slot or batch ran it
+        assert len(a["actions"][j]) == a["length"][j]
+        np_equal = (a["actions"][j] == b["actions"][j]).all()
+        assert np_equal
+    capsys.readouterr()
+    assert main(["ant-eval", "--policy", "base", "--checkpoint", str(tmp_path / "base"), "--episodes", "2",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["policy"] == "base model" and report["pretrain"]["episodes"] == 2 and "heldout" in report

@@ -20,6 +20,7 @@ from irl_core.errors import UserError
 
 
 DEFAULT_EXPERT = "checkpoints/ant/expert"
+DEFAULT_BASE = "checkpoints/ant/base"
 _GRID_DEFAULT = "checkpoints/grid5/base"  # the gridworld commands' default --checkpoint (cli/grid.py)
 
 
@@ -70,7 +71,15 @@ def run_eval(args) -> int:
     _check_device(args)
     _positive("episodes", args.episodes)
     torch.set_num_threads(1)
-    report = evaluate_report(args.checkpoint, args.episodes, args.seed, heldout_episodes=args.heldout_episodes)
+    if args.policy == "base":
+        from irl_core.ant_base import evaluate_base_model
+        from irl_core.ant_pretrain import load_ant_base
+        path = DEFAULT_BASE if args.checkpoint == DEFAULT_EXPERT else args.checkpoint
+        report = {"checkpoint": str(path), **evaluate_base_model(load_ant_base(path), args.episodes, args.seed,
+                                                                 sample=not args.mean_action,
+                                                                 heldout_episodes=args.heldout_episodes)}
+    else:
+        report = evaluate_report(args.checkpoint, args.episodes, args.seed, heldout_episodes=args.heldout_episodes)
     print(json.dumps(report, indent=2))
     if args.out:
         atomic_write_json(args.out, report)
@@ -171,8 +180,13 @@ def register(subparsers) -> None:
     _common(p)
     p.set_defaults(handler=run_expert)
 
-    p = subparsers.add_parser("ant-eval", help="measure the ant expert's success on the pretraining and held-out tasks")
-    p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
+    p = subparsers.add_parser("ant-eval", help="measure the success of the ant expert (or of the ant base model alone) "
+                                               "on the pretraining and held-out tasks")
+    p.add_argument("--policy", choices=("expert", "base"), default="expert",
+                   help="expert (default) or base: the ant base model acting alone")
+    p.add_argument("--checkpoint", default=DEFAULT_EXPERT,
+                   help=f"the policy's checkpoint (default {DEFAULT_EXPERT}; {DEFAULT_BASE} with --policy base)")
+    p.add_argument("--mean-action", action="store_true", help="base model: act with its mean (default: sample)")
     p.add_argument("--episodes", type=int, default=200, help="episodes on the pretraining tasks (default 200)")
     p.add_argument("--heldout-episodes", type=int, help="episodes on the held-out task (default: --episodes)")
     p.add_argument("--out", help="write the report JSON here (e.g. checkpoints/ant/reports/expert.json)")

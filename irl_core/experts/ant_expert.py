@@ -575,9 +575,29 @@ def _unflatten_opt(flat: dict[str, torch.Tensor], opt: torch.optim.Optimizer) ->
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
-def run_episodes(expert: AntExpert, tasks, episodes: int, seed: int = 0, n_parallel: int = 32,
+class ExpertActor:
+    """The expert as ``run_episodes`` drives any policy: ``start(slot, generator)`` when a slot begins an episode,
+    ``act(batch, active)`` → actions (n, 8) in [−1, 1] for every slot (those of ``active`` matter)."""
+
+    def __init__(self, expert: AntExpert):
+        self.expert, self.gens = expert, {}
+
+    def start(self, i: int, gen: torch.Generator) -> None:
+        self.gens[i] = gen
+
+    def act(self, batch, active: np.ndarray) -> np.ndarray:
+        x = features(batch.qpos, batch.qvel, self.expert.planner.directions(batch))
+        mean = self.expert.mean_action(x)
+        if not self.expert.deterministic:
+            for i in np.flatnonzero(active):
+                mean[i] = mean[i] + torch.randn(ACT_DIM, generator=self.gens[i], dtype=torch.float64).numpy() * self.expert.action_std
+        return np.clip(mean, -1, 1)
+
+
+def run_episodes(expert, tasks, episodes: int, seed: int = 0, n_parallel: int = 32,
                  record: bool = False, offset: int = 0) -> dict:
-    """Run ``episodes`` episodes (tasks cycled in order) with ``expert``; episode ``j`` (counted from
+    """Run ``episodes`` episodes (tasks cycled in order) with ``expert`` (an :class:`AntExpert`, or any actor
+    with :class:`ExpertActor`'s ``start``/``act``, such as the ant base model's); episode ``j`` (counted from
     ``offset``) is seeded from ``[seed, j]`` and plays task ``tasks[j % len(tasks)]``.
 
     Returns ``success`` (E,), ``length`` (E,), ``event`` (E,) list of str, ``task`` list, ``layout`` (E,4,4), ``start`` (E,2)
@@ -586,6 +606,7 @@ def run_episodes(expert: AntExpert, tasks, episodes: int, seed: int = 0, n_paral
     Results do not depend on ``n_parallel`` (every episode has its own random stream).
     """
     tasks = [tuple(t) for t in tasks]
+    actor = ExpertActor(expert) if isinstance(expert, AntExpert) else expert
     batch = A.AntPinpadBatch(min(n_parallel, episodes))
     slot_ep = np.full(batch.n, -1)
     next_ep = 0
@@ -594,7 +615,6 @@ def run_episodes(expert: AntExpert, tasks, episodes: int, seed: int = 0, n_paral
            "start": np.zeros((episodes, 2), np.int64)}
     rec = {k: [None] * episodes for k in ("obs", "actions", "uv", "progress")} if record else None
     buf: dict[int, dict[str, list]] = {}
-    gens = {}
 
     def start(i):
         nonlocal next_ep
@@ -608,7 +628,7 @@ def run_episodes(expert: AntExpert, tasks, episodes: int, seed: int = 0, n_paral
         batch.reset_one(i, task=tasks[g % len(tasks)])
         out["start"][j] = batch.cell[i]
         slot_ep[i] = j
-        gens[i] = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, g, 1]).generate_state(1)[0]))
+        actor.start(i, torch.Generator().manual_seed(int(np.random.SeedSequence([seed, g, 1]).generate_state(1)[0])))
         if record:
             buf[i] = {"obs": [], "actions": [], "uv": [], "progress": []}
 
@@ -616,12 +636,7 @@ def run_episodes(expert: AntExpert, tasks, episodes: int, seed: int = 0, n_paral
         start(i)
     while (slot_ep >= 0).any():
         active = slot_ep >= 0
-        x = features(batch.qpos, batch.qvel, expert.planner.directions(batch))
-        mean = expert.mean_action(x)
-        if not expert.deterministic:
-            for i in np.flatnonzero(active):
-                mean[i] = mean[i] + torch.randn(ACT_DIM, generator=gens[i], dtype=torch.float64).numpy() * expert.action_std
-        actions = np.clip(mean, -1, 1)
+        actions = actor.act(batch, active)
         if record:
             obs = batch.observe()
             uv = batch.uv()
@@ -650,8 +665,9 @@ def run_episodes(expert: AntExpert, tasks, episodes: int, seed: int = 0, n_paral
     return out
 
 
-def evaluate(expert: AntExpert, tasks, episodes: int, seed: int = 0) -> dict:
-    """Success rate, mean length (all and successful episodes) and termination counts."""
+def evaluate(expert, tasks, episodes: int, seed: int = 0) -> dict:
+    """Success rate, mean length (all and successful episodes) and termination counts, of the expert or of
+    any actor (see :func:`run_episodes`)."""
     res = run_episodes(expert, tasks, episodes, seed)
     events = {e: int(sum(1 for x in res["event"] if x == e)) for e in ("success", "wrong_colour", "wall", "height", "timeout")}
     succ = res["success"]
