@@ -64,3 +64,36 @@ def evaluate_base_model(model: AntSSM, episodes: int = 200, seed: int = 0, sampl
     return {"policy": "base model", "sample": sample, "seed": seed,
             "pretrain": evaluate(BaseModelActor(model, sample), ANT_PRETRAIN_TASKS, episodes, seed),
             "heldout": evaluate(BaseModelActor(model, sample), [ANT_HELDOUT_TASK], heldout_episodes or episodes, seed)}
+
+
+@torch.no_grad()
+def ant_residual_stream(model: AntSSM, bank, ids, batch: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The residual stream after every layer (layer 0: the embedding) at every valid step of episodes ``ids`` of an
+    ``EpisodeBank``: ``resid`` (n_steps, L+1, d) float32, ``subgoal`` (n_steps,) and ``episode`` (n_steps,)."""
+    names = ["hook_embed"] + [f"blocks.{l}.hook_resid_post" for l in range(model.n_layers)]
+    dev = model.obs_mean.device
+    resid, subgoal, episode = [], [], []
+    for k in range(0, len(ids), batch):
+        part = list(ids[k:k + batch])
+        b = bank.batch(part, dev)
+        _, cache = model.run_with_cache(b["obs"], names_filter=names)
+        valid = b["subgoal"] >= 0
+        resid.append(torch.stack([cache[n].float() for n in names], 2)[valid].cpu().numpy())
+        subgoal.append(b["subgoal"][valid].cpu().numpy())
+        episode.append(torch.as_tensor(part, device=dev)[:, None].expand_as(valid)[valid].cpu().numpy())
+    return np.concatenate(resid), np.concatenate(subgoal), np.concatenate(episode)
+
+
+def ant_probe_report(model: AntSSM, data, episodes: int = 500, seed: int = 0) -> dict:
+    """Per-layer linear probes of the subgoal (the colour sought) with shuffled-label controls, on up to
+    ``episodes`` episodes of dataset file ``data`` (D* for the paper's probes), split by episode
+    (``irl_core.probing.probe_layers``)."""
+    from irl_core.ant_pretrain import EpisodeBank
+    from irl_core.probing import probe_layers
+    bank = EpisodeBank(data, 0.5)
+    ids = list(range(min(episodes, len(bank.obs))))
+    resid, subgoal, episode = ant_residual_stream(model, bank, ids)
+    out = probe_layers(resid, subgoal, episode, seed)
+    mid = model.n_layers // 2
+    return {"data": str(data), "episodes": len(ids), "n_layers": model.n_layers, "mid_layer": mid,
+            "mid_margin": out["accuracy"][mid] - out["control"][mid], **out}

@@ -104,3 +104,13 @@ def test_the_base_model_acts_alone_in_mujoco(ant_d, tmp_path, capsys):
                  "--out", str(tmp_path / "eval.json")]) == 0
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["policy"] == "base model" and report["pretrain"]["episodes"] == 2 and "heldout" in report
+
+
+def test_ant_probes_per_layer_with_controls(ant_d, tmp_path):
+    assert main(["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+                 "--quiet", "--threads", "1", "--steps", "5", "--export", str(tmp_path / "base")]) == 0
+    out = tmp_path / "probes.json"
+    assert main(["ant-probes", "--checkpoint", str(tmp_path / "base"), "--data", str(ant_d), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert len(r["accuracy"]) == len(r["control"]) == 3 and r["mid_layer"] == 1
+    assert all(0 <= a <= 1 for a in r["accuracy"] + r["control"]) and r["n_test_steps"] > 0

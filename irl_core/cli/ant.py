@@ -163,6 +163,25 @@ def run_ant_pretrain(args) -> int:
     return 0
 
 
+def run_ant_probes(args) -> int:
+    """``ant-probes``: per-layer subgoal probes of the ant base model (``irl_core.ant_base.ant_probe_report``)."""
+    from pathlib import Path
+    from irl_core.ant_base import ant_probe_report
+    from irl_core.ant_pretrain import load_ant_base
+    from irl_core.checkpoints import atomic_write_json
+    _positive("episodes", args.episodes)
+    if not Path(args.data).exists():
+        raise UserError(f"--data {args.data}: no such dataset; make D* with: python -m irl_core ant-data --mean-action "
+                        f"--episodes 1000 --seed 1 --out {args.data}")
+    with user_errors():
+        report = ant_probe_report(load_ant_base(args.checkpoint), args.data, args.episodes, args.seed)
+    report["checkpoint"] = str(args.checkpoint)
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}: " + ", ".join(f"layer {l}: {a:.3f} (control {c:.3f})" for l, (a, c)
+                                             in enumerate(zip(report["accuracy"], report["control"]))))
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu; the ant runs on the CPU)")
@@ -220,6 +239,14 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(handler=run_ant_pretrain)
+
+    p = subparsers.add_parser("ant-probes", help="per-layer linear probes of the subgoal in the ant base model")
+    p.add_argument("--checkpoint", default=DEFAULT_BASE, help=f"ant base-model checkpoint (default {DEFAULT_BASE})")
+    p.add_argument("--data", required=True, help="an ant-data .npz file (D* for the paper's probes)")
+    p.add_argument("--episodes", type=int, default=500, help="episodes of the file to probe (default 500)")
+    p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/ant/reports/base_probes.json)")
+    _common(p)
+    p.set_defaults(handler=run_ant_probes)
 
     p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
     p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")
