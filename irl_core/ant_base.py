@@ -34,6 +34,10 @@ class BaseModelActor:
             self.state.h[:, i] = 0
             self.state.conv[:, i] = 0
 
+    def _step(self, batch, i: int, obs: torch.Tensor, state: AntSSMState):
+        """One slot's model step (subclasses steer it: ``irl_core.ant_controllers.ControlledActor``)."""
+        return self.model.step(obs, state)
+
     @torch.no_grad()
     def act(self, batch, active: np.ndarray) -> np.ndarray:
         dev = self.model.obs_mean.device
@@ -42,8 +46,8 @@ class BaseModelActor:
         obs = torch.as_tensor(np.asarray(batch.observe()), dtype=torch.float32, device=dev)
         actions = np.zeros((batch.n, self.model.cfg.act_dim))
         for i in np.flatnonzero(active):  # one slot at a time: a batched kernel's last bits would depend on the batch
-            (mean, log_std, _), st = self.model.step(obs[i:i + 1], AntSSMState(self.state.h[:, i:i + 1],
-                                                                                 self.state.conv[:, i:i + 1]))
+            (mean, log_std, _), st = self._step(batch, i, obs[i:i + 1], AntSSMState(self.state.h[:, i:i + 1],
+                                                                                      self.state.conv[:, i:i + 1]))
             self.state.h[:, i:i + 1], self.state.conv[:, i:i + 1] = st.h, st.conv
             actions[i] = mean[0].double().cpu().numpy()
             if self.sample:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,3 +115,27 @@ def test_ant_probes_per_layer_with_controls(ant_d, tmp_path):
     r = json.loads(out.read_text())
     assert len(r["accuracy"]) == len(r["control"]) == 3 and r["mid_layer"] == 1
     assert all(0 <= a <= 1 for a in r["accuracy"] + r["control"]) and r["n_test_steps"] > 0
+
+
+def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path):
+    from irl_core.ant_controllers import AntGTControllers, first_colour_after, injection, load_ant_gt_controllers
+    assert main(["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+                 "--quiet", "--threads", "1", "--steps", "5", "--export", str(tmp_path / "base")]) == 0
+    assert main(["ant-gt-controllers", "--base", str(tmp_path / "base"), "--data", str(ant_d), "--preset", "tiny",
+                 "--run-dir", str(tmp_path / "gt"), "--quiet", "--export", str(tmp_path / "ctrl"),
+                 "--report", str(tmp_path / "gt.json")]) == 0
+    report = json.loads((tmp_path / "gt.json").read_text())
+    assert report["layer"] == 1 and report["controlled"]["episodes"] == report["base_alone"]["episodes"] == 4
+    rows = [json.loads(l) for l in (tmp_path / "gt" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10]
+    ctrl = load_ant_gt_controllers(tmp_path / "ctrl")
+    assert float(ctrl.U.detach().abs().sum()) > 0  # it trained (it starts at zero)
+    zero = AntGTControllers(ctrl.U.shape[1], ctrl.layer)  # a zero controller changes nothing: same rollouts
+    model = load_ant_base(tmp_path / "base")
+    r = injection(model, zero, colour=2, t0=5, episodes=3, seed=1)
+    assert r["injected"] == r["base_alone"]
+    layout = np.full((4, 4), -1)
+    layout[0, 1], layout[2, 2] = 3, 1
+    uv = np.array([[0.5, 0.5], [1.5, 0.5], [1.5, 1.5], [2.5, 2.5]])
+    assert first_colour_after(uv, layout, 0) == 3 and first_colour_after(uv, layout, 1) == 1
+    assert first_colour_after(uv[:3], layout, 1) == -1

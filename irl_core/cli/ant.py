@@ -182,6 +182,62 @@ def run_ant_probes(args) -> int:
     return 0
 
 
+def run_ant_gt_controllers(args) -> int:
+    """``ant-gt-controllers``: train the ground-truth controllers on D*, then held-out success controlled vs alone."""
+    import sys
+    from pathlib import Path
+    from irl_core.ant_controllers import ant_gt_preset, evaluate_controllers, save_ant_gt_controllers, train_ant_gt_controllers
+    from irl_core.ant_pretrain import load_ant_base
+    from irl_core.checkpoints import atomic_write_json
+    from irl_core.cli.common import set_threads
+    from irl_core.runs import Run
+    set_threads(args)
+    if not Path(args.data).exists():
+        raise UserError(f"--data {args.data}: no such dataset; make D* with: python -m irl_core ant-data --mean-action "
+                        f"--episodes 2000 --seed 1 --out {args.data}")
+    with user_errors():
+        cfg = ant_gt_preset(args.preset, layer=args.layer, steps=args.steps, batch_size=args.batch_size,
+                            eval_episodes=args.episodes)
+    model = load_ant_base(args.base)
+    run = Run(args.run_dir) if args.run_dir else Run.create("ant_gt_controllers")
+    print(f"run directory: {run.path}")
+    with user_errors():
+        ctrl = train_ant_gt_controllers(model, cfg, args.data, run, args.seed, progress=not args.quiet)
+    report = {"base": str(args.base), "command": "python -m irl_core " + " ".join(sys.argv[1:]), "config": cfg.to_dict(),
+              **evaluate_controllers(model, ctrl, cfg.eval_episodes, args.seed)}
+    atomic_write_json(run.path / "report.json", report)
+    if args.export:
+        save_ant_gt_controllers(args.export, ctrl, report)
+        print(f"exported {args.export}")
+    if args.report:
+        atomic_write_json(args.report, report)
+    print(f"held-out {'-'.join(map(str, _heldout()))}, {cfg.eval_episodes} episodes: success "
+          f"{report['controlled']['success_rate']:.3f} with the controllers at layer {ctrl.layer}, "
+          f"{report['base_alone']['success_rate']:.3f} for the base model alone")
+    return 0
+
+
+def _heldout():
+    from irl_core.envs.tasks import ANT_HELDOUT_TASK
+    return ANT_HELDOUT_TASK
+
+
+def run_ant_inject(args) -> int:
+    """``ant-inject``: a "go to colour g" controller switched on from step t0, against the base model alone."""
+    from irl_core.ant_controllers import injection, load_ant_gt_controllers
+    from irl_core.ant_pretrain import load_ant_base
+    from irl_core.checkpoints import atomic_write_json
+    _positive("episodes", args.episodes)
+    if not 0 <= args.colour < 4:
+        raise UserError(f"--colour must be 0..3, got {args.colour}")
+    result = injection(load_ant_base(args.base), load_ant_gt_controllers(args.controllers), args.colour, args.t0,
+                       args.episodes, args.seed)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        atomic_write_json(args.out, result)
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu; the ant runs on the CPU)")
@@ -247,6 +303,34 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output JSON (e.g. checkpoints/ant/reports/base_probes.json)")
     _common(p)
     p.set_defaults(handler=run_ant_probes)
+
+    p = subparsers.add_parser("ant-gt-controllers", help="ground-truth subgoal controllers on the ant base model "
+                                                         "(Table A8) and their held-out success")
+    p.add_argument("--base", default=DEFAULT_BASE, help=f"ant base-model checkpoint (default {DEFAULT_BASE})")
+    p.add_argument("--data", required=True, help="an ant-data D* .npz file (mean actions)")
+    p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Table A8) (default cpu)")
+    p.add_argument("--layer", type=int, help="controlled layer (default L/2)")
+    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--episodes", type=int, help="held-out evaluation episodes (default: the preset's)")
+    p.add_argument("--run-dir", help="run directory (default runs/ant_gt_controllers/<id>); an existing one is resumed")
+    p.add_argument("--export", help="save the controllers as this checkpoint (e.g. checkpoints/ant/gt_controllers)")
+    p.add_argument("--report", help="also write the report JSON here")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=run_ant_gt_controllers)
+
+    p = subparsers.add_parser("ant-inject", help="inject a 'go to colour g' controller from a step (Fig. A4) and "
+                                                 "measure how often g is reached first")
+    p.add_argument("--base", default=DEFAULT_BASE, help=f"ant base-model checkpoint (default {DEFAULT_BASE})")
+    p.add_argument("--controllers", default="checkpoints/ant/gt_controllers", help="ant gt-controllers checkpoint")
+    p.add_argument("--colour", type=int, default=0, help="the colour to steer to, 0..3 (default 0)")
+    p.add_argument("--t0", type=int, default=30, help="the step the controller is switched on (default 30, as the paper)")
+    p.add_argument("--episodes", type=int, default=200, help="episodes on the pretraining tasks (default 200)")
+    p.add_argument("--out", help="write the result JSON here")
+    _common(p)
+    p.set_defaults(handler=run_ant_inject)
 
     p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
     p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")
