@@ -33,6 +33,7 @@ from irl_core.envs import ant as A
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS, format_task, subgoal_labels
 
 TASK_PAD = 4  # ant tasks have at most 4 colours here (pretraining 3, held-out 4)
+CHUNK = 256   # episodes run per call while generating a dataset (the progress bar moves per chunk; the file does not depend on it)
 VIDEO_FPS = int(round(1 / A.CONTROL_DT))
 
 
@@ -75,7 +76,7 @@ def generate_dataset(checkpoint, tasks, episodes: int, seed: int = 0, mean_actio
     bar = tqdm(total=episodes, unit="ep", disable=not progress, desc="ant " + ("D*" if mean_action else "D"))
     while len(kept) < episodes and attempted < max_attempts:
         need = episodes - len(kept)
-        chunk = min(max_attempts - attempted, need if keep_failures else max(32, int(need * 1.3)))
+        chunk = min(max_attempts - attempted, need if keep_failures else max(32, int(need * 1.3)), CHUNK)
         res = run_episodes(expert, tasks, chunk, seed, record=True, offset=attempted)
         attempted += chunk
         for j in range(chunk):

@@ -139,3 +139,12 @@ def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path):
     uv = np.array([[0.5, 0.5], [1.5, 0.5], [1.5, 1.5], [2.5, 2.5]])
     assert first_colour_after(uv, layout, 0) == 3 and first_colour_after(uv, layout, 1) == 1
     assert first_colour_after(uv[:3], layout, 1) == -1
+
+
+def test_dataset_does_not_depend_on_the_generation_chunk(monkeypatch):
+    import irl_core.ant_data as D
+    expert = ROOT / "checkpoints" / "ant" / "expert"
+    whole = D.generate_dataset(expert, ANT_PRETRAIN_TASKS, 3, seed=2, keep_failures=True, progress=False)
+    monkeypatch.setattr(D, "CHUNK", 1)
+    chunked = D.generate_dataset(expert, ANT_PRETRAIN_TASKS, 3, seed=2, keep_failures=True, progress=False)
+    assert all(np.array_equal(whole[k], chunked[k]) for k in ("obs", "actions", "length", "layout", "task"))
