@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from irl_core.cli.common import user_errors
+from irl_core.cli.common import user_errors, write_report
 from irl_core.errors import UserError
 
 
@@ -37,6 +37,13 @@ def _check_policy(args) -> None:
 def _check_device(args) -> None:
     from irl_core.device import resolve_device
     resolve_device(getattr(args, "device", "cpu"))
+
+
+def _require_data(path: str, how: str) -> None:
+    """A one-line error naming the command that makes a missing dataset file."""
+    from pathlib import Path
+    if not Path(path).exists():
+        raise UserError(f"--data {path}: no such dataset; make it with: python -m irl_core ant-data {how} --out {path}")
 
 
 def _positive(name: str, value: int) -> None:
@@ -141,15 +148,12 @@ def rollouts(args) -> int:
 def run_ant_pretrain(args) -> int:
     """``ant-pretrain``: the ant's Hawk SSM base model on a dataset D (``irl_core.ant_pretrain``)."""
     import sys
-    from pathlib import Path
     from irl_core.ant_pretrain import ant_preset, export, train
     from irl_core.cli.common import set_threads
     from irl_core.runs import Run
     set_threads(args)
     _check_device(args)
-    if not Path(args.data).exists():
-        raise UserError(f"--data {args.data}: no such dataset; make one with: python -m irl_core ant-data "
-                        f"--episodes 20000 --out {args.data}")
+    _require_data(args.data, "--episodes 20000")
     with user_errors():
         cfg = ant_preset(args.preset, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          snapshot_every=args.snapshot_every, precision=args.precision, obs_coef=args.obs_coef)
@@ -165,14 +169,11 @@ def run_ant_pretrain(args) -> int:
 
 def run_ant_probes(args) -> int:
     """``ant-probes``: per-layer subgoal probes of the ant base model (``irl_core.ant_base.ant_probe_report``)."""
-    from pathlib import Path
     from irl_core.ant_base import ant_probe_report
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import atomic_write_json
     _positive("episodes", args.episodes)
-    if not Path(args.data).exists():
-        raise UserError(f"--data {args.data}: no such dataset; make D* with: python -m irl_core ant-data --mean-action "
-                        f"--episodes 1000 --seed 1 --out {args.data}")
+    _require_data(args.data, "--mean-action --episodes 2000 --seed 1")
     with user_errors():
         report = ant_probe_report(load_ant_base(args.checkpoint), args.data, args.episodes, args.seed)
     report["checkpoint"] = str(args.checkpoint)
@@ -185,16 +186,12 @@ def run_ant_probes(args) -> int:
 def run_ant_gt_controllers(args) -> int:
     """``ant-gt-controllers``: train the ground-truth controllers on D*, then held-out success controlled vs alone."""
     import sys
-    from pathlib import Path
     from irl_core.ant_controllers import ant_gt_preset, evaluate_controllers, save_ant_gt_controllers, train_ant_gt_controllers
     from irl_core.ant_pretrain import load_ant_base
-    from irl_core.checkpoints import atomic_write_json
     from irl_core.cli.common import set_threads
     from irl_core.runs import Run
     set_threads(args)
-    if not Path(args.data).exists():
-        raise UserError(f"--data {args.data}: no such dataset; make D* with: python -m irl_core ant-data --mean-action "
-                        f"--episodes 2000 --seed 1 --out {args.data}")
+    _require_data(args.data, "--mean-action --episodes 2000 --seed 1")
     with user_errors():
         cfg = ant_gt_preset(args.preset, layer=args.layer, steps=args.steps, batch_size=args.batch_size,
                             eval_episodes=args.episodes)
@@ -205,12 +202,7 @@ def run_ant_gt_controllers(args) -> int:
         ctrl = train_ant_gt_controllers(model, cfg, args.data, run, args.seed, progress=not args.quiet)
     report = {"base": str(args.base), "command": "python -m irl_core " + " ".join(sys.argv[1:]), "config": cfg.to_dict(),
               **evaluate_controllers(model, ctrl, cfg.eval_episodes, args.seed)}
-    atomic_write_json(run.path / "report.json", report)
-    if args.export:
-        save_ant_gt_controllers(args.export, ctrl, report)
-        print(f"exported {args.export}")
-    if args.report:
-        atomic_write_json(args.report, report)
+    write_report(run, report, args.report, args.export and (lambda: save_ant_gt_controllers(args.export, ctrl, report)))
     print(f"held-out {'-'.join(map(str, _heldout()))}, {cfg.eval_episodes} episodes: success "
           f"{report['controlled']['success_rate']:.3f} with the controllers at layer {ctrl.layer}, "
           f"{report['base_alone']['success_rate']:.3f} for the base model alone")

@@ -42,3 +42,15 @@ def user_errors(*types: type[BaseException]) -> Iterator[None]:
         yield
     except (ValueError, *types) as e:
         raise UserError(str(e)) from None
+
+
+def write_report(run, report: dict, report_path: str | None = None, export=None) -> None:
+    """A stage's report: ``<run>/report.json``, a copy at ``report_path`` if given, and ``export()`` (saving the
+    trained checkpoint, which names the report in its metadata) when given."""
+    from irl_core.checkpoints import atomic_write_json
+    atomic_write_json(run.path / "report.json", report)
+    if export:
+        out = export()
+        print(f"exported {out}")
+    if report_path:
+        atomic_write_json(report_path, report)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from irl_core.cli.common import add_backend, set_threads, user_errors
+from irl_core.cli.common import add_backend, set_threads, user_errors, write_report
 from irl_core.errors import UserError
 
 
@@ -132,7 +132,6 @@ def _switching(args) -> int:
 
 
 def run_gt_controllers(args) -> int:
-    from irl_core.checkpoints import atomic_write_json
     from irl_core.controllers import evaluate_gt_controllers, gt_preset, load_base_for_layer, save_gt_controllers, train_gt_controllers
     from irl_core.runs import Run
     set_threads(args)
@@ -148,12 +147,7 @@ def run_gt_controllers(args) -> int:
     run.log(cfg.steps, **{"eval/success_rate": ev["success_rate"]})
     report = {"base": str(args.base), "seed": args.seed, "layer": ctrl.layer, "config": cfg.to_dict(),
               "command": "python -m irl_core " + " ".join(sys.argv[1:]), **ev}
-    atomic_write_json(run.path / "report.json", report)
-    if args.export:
-        save_gt_controllers(args.export, ctrl, report)
-        print(f"exported {args.export}")
-    if args.report:
-        atomic_write_json(args.report, report)
+    write_report(run, report, args.report, args.export and (lambda: save_gt_controllers(args.export, ctrl, report)))
     print(f"GT controllers at layer {ctrl.layer}: success {ev['success_rate']:.4f} over {ev['episodes']} episodes "
           f"of the held-out task (mean colours completed {ev['mean_colours_completed']:.2f} of "
           f"{len(model.world.heldout_task)})")
