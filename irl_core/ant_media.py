@@ -62,7 +62,10 @@ SEED_MAX = 2**31 - 1
 POLICIES: dict[str, str] = {
     "expert-sampled": "expert, sampling its Gaussian (as in dataset D)",
     "expert-mean": "expert, its mean action (as in D*)",
+    "base-sampled": "ant base model alone, sampling its Gaussian",
+    "base-mean": "ant base model alone, its mean action",
 }
+BASE_POLICIES = ("base-sampled", "base-mean")  # played by the set's ``base`` checkpoint (irl_core.ant_base)
 CAMERA_LABELS: dict[str, str] = {"topdown": "top-down", "chase": "chase"}
 RESOLUTIONS: tuple[tuple[int, int], ...] = ((160, 160), (320, 240), (480, 480), (640, 480))
 OUTCOMES: dict[str, str] = {"success": "success", "wrong_colour": "wrong colour", "wall": "wall",
@@ -93,7 +96,12 @@ class RolloutRequest:
 
     @property
     def mean_action(self) -> bool:
-        return self.policy == "expert-mean"
+        return self.policy.endswith("-mean")
+
+    @property
+    def checkpoint_name(self) -> str:
+        """The file of a checkpoint set that plays this policy: ``expert`` or ``base``."""
+        return "base" if self.policy in BASE_POLICIES else "expert"
 
     def describe(self) -> str:
         return (f"task {format_task(self.task)} · layout seed {self.seed} · {self.policy} · "
@@ -158,6 +166,44 @@ def check_expert(path=DEFAULT_EXPERT) -> Path:
             raise MediaError(f"the ant expert checkpoint {path.with_suffix(suffix)} is missing; "
                              f"make it with `{expert_command(path)}`")
     return path
+
+
+def base_command(path) -> str:
+    return (f"python -m irl_core ant-data --episodes 20000 --out runs/ant/data/D_seed0.npz && python -m irl_core "
+            f"ant-pretrain --data runs/ant/data/D_seed0.npz --preset cpu --export {path}")
+
+
+def check_checkpoint(request: "RolloutRequest", path) -> Path:
+    """The checkpoint that plays ``request``'s policy at ``path`` (without suffix), or :class:`MediaError`
+    naming the command that makes it."""
+    if request.checkpoint_name == "expert":
+        return check_expert(path)
+    path = Path(path)
+    path = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    for suffix in (".safetensors", ".json"):
+        if not path.with_suffix(suffix).exists():
+            raise MediaError(f"the ant base-model checkpoint {path.with_suffix(suffix)} is missing; "
+                             f"make it with `{base_command(path)}`")
+    return path
+
+
+def _actor(request: "RolloutRequest", checkpoint) -> tuple[Path, Callable]:
+    """The checkpoint and ``act(batch) → actions`` of the request's policy for a one-slot batch; the base model's
+    draws are seeded with the layout seed, as the expert's are."""
+    path = check_checkpoint(request, checkpoint)
+    if request.checkpoint_name == "expert":
+        return path, load_expert(path, request.mean_action, request.seed).act
+    import torch
+    from irl_core.ant_base import BaseModelActor
+    from irl_core.ant_pretrain import load_ant_base
+    from irl_core.checkpoints import CheckpointError
+    try:
+        actor = BaseModelActor(load_ant_base(path), sample=not request.mean_action)
+    except CheckpointError as e:
+        raise MediaError(str(e).splitlines()[0]) from None
+    actor.start(0, torch.Generator().manual_seed(request.seed))
+    one = np.ones(1, dtype=bool)
+    return path, lambda batch: actor.act(batch, one)
 
 
 def file_sha256(path) -> str:
@@ -257,8 +303,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with phases("setup"):
-        checkpoint = check_expert(checkpoint)
-        expert = load_expert(checkpoint, request.mean_action, request.seed)
+        checkpoint, act = _actor(request, checkpoint)
         batch = A.AntPinpadBatch(1, model=build_render_model(request.width, request.height, settings))
         batch.seed(0, request.seed)  # as AntPinpadEnv.reset(seed=...) and record_video
         batch.reset_one(0, task=request.task)
@@ -278,7 +323,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
             k = int(batch.progress[0])
             sought.append(task[k])
             with phases("policy"):
-                action = expert.act(batch)
+                action = act(batch)
             with phases("physics"):
                 _, term, trunc, event = batch.step(action)
             uv.append(batch.uv()[0].copy())
@@ -347,12 +392,12 @@ def _portable(path: Path) -> str:
 def simulate(request: RolloutRequest, checkpoint=DEFAULT_EXPERT) -> dict:
     """The episode of ``request`` without rendering: ``{"outcome", "length"}`` (to pick gallery and benchmark
     seeds quickly; same trajectory as :func:`render_rollout`)."""
-    expert = load_expert(checkpoint, request.mean_action, request.seed)
+    _, act = _actor(request, checkpoint)
     batch = A.AntPinpadBatch(1)
     batch.seed(0, request.seed)
     batch.reset_one(0, task=request.task)
     for t in range(1, request.max_steps + 1):
-        _, term, trunc, event = batch.step(expert.act(batch))
+        _, term, trunc, event = batch.step(act(batch))
         if term[0] or trunc[0]:
             return {"outcome": A.EVENTS[int(event[0])] if term[0] else "timeout", "length": t}
     return {"outcome": "stopped", "length": request.max_steps}
@@ -445,7 +490,7 @@ class RolloutCache:
 
     def render(self, request: RolloutRequest, checkpoint, progress=None, settings: RenderSettings = RenderSettings()) -> dict:
         """Render ``request`` into the cache (unless it is there) and return its record."""
-        checkpoint = check_expert(checkpoint)
+        checkpoint = check_checkpoint(request, checkpoint)
         digest = file_sha256(checkpoint.with_suffix(".safetensors"))
         key = self.key(request, digest)
         hit = self.get(key)
@@ -550,12 +595,12 @@ class RenderQueue:
         self._thread: threading.Thread | None = None
 
     def key(self, request: RolloutRequest, checkpoint) -> str:
-        checkpoint = check_expert(checkpoint)
+        checkpoint = check_checkpoint(request, checkpoint)
         return self.cache.key(request, file_sha256(checkpoint.with_suffix(".safetensors")))
 
     def submit(self, request: RolloutRequest, checkpoint) -> RenderJob:
         """Queue ``request`` (unless it is cached, queued or running); returns its job."""
-        checkpoint = check_expert(checkpoint)
+        checkpoint = check_checkpoint(request, checkpoint)
         key = self.key(request, checkpoint)
         with self._lock:
             job = self._jobs.get(key)

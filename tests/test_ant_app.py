@@ -228,7 +228,8 @@ def test_shipped_gallery_is_small_consistent_and_decodes():
     total = sum(f.stat().st_size for f in (SHIPPED / "media").iterdir())
     assert 4 <= len(items) and total <= 10_000_000
     tasks = {it["task"] for it in items}
-    assert {it["policy"] for it in items} == set(M.POLICIES) and "0-1-2-3" in tasks and len(tasks) >= 3
+    assert {it["policy"] for it in items} == set(M.POLICIES) - set(M.BASE_POLICIES)  # the base model: once one ships
+    assert "0-1-2-3" in tasks and len(tasks) >= 3
     for it in items:
         assert it["command"].startswith(M.GALLERY_COMMAND)
         reader = imageio.get_reader(M.video_path(it))
@@ -299,3 +300,42 @@ def test_render_queue_runs_jobs_in_the_background_and_reports_failures(tmp_path)
     (bad / "expert.safetensors").write_bytes(b"not a checkpoint")
     failed = q.wait(q.submit(req, bad / "expert").key, timeout=60)
     assert failed.state == "failed" and failed.error and "\n" not in failed.error
+
+
+def _tiny_base(path: Path) -> None:
+    import torch
+    from irl_core.checkpoints import save_checkpoint
+    from irl_core.models.ant_ssm import KIND, AntSSM, AntSSMConfig
+    torch.manual_seed(0)
+    model = AntSSM(AntSSMConfig(d_model=16, n_layers=2, lru_width=16, n_heads=2, d_mlp=32))
+    save_checkpoint(path, model.state_dict(), KIND, model.config_dict(), {"steps": 0})
+
+
+def test_rollouts_page_offers_the_base_model_once_the_set_has_one(tmp_path, monkeypatch):
+    ant = _root(tmp_path, monkeypatch)
+    at = _new_rollout(_page(ROLLOUTS, **{app_state.ENV_KEY: "ant"}))
+    assert not at.exception and set(at.radio(key="ant_policy").options) == {M.POLICIES[p] for p in
+                                                                           ("expert-sampled", "expert-mean")}
+    assert any("ant-pretrain" in c.value for c in at.caption)
+    _tiny_base(ant / "base")
+    at = _new_rollout(_page(ROLLOUTS, **{app_state.ENV_KEY: "ant"}), steps=8)
+    assert M.POLICIES["base-mean"] in at.radio(key="ant_policy").options
+    at.radio(key="ant_policy").set_value("base-mean").run()
+    at.button(key="ant_render").click().run()
+    deadline = time.time() + 90
+    while not at.get("video") and time.time() < deadline:
+        assert not at.error, at.error[0].value
+        time.sleep(0.3)
+        at.run()
+    assert len(at.get("video")) == 1 and not at.exception
+    ((_, _, folder),) = M.RolloutCache().entries()
+    rec = M.read_record(folder / "rollout.json")
+    assert rec["policy"] == "base-mean" and rec["checkpoint"].endswith("base") and rec["length"] <= 8
+
+
+def test_base_policy_rollouts_repeat_and_name_a_missing_model(tmp_path):
+    _tiny_base(tmp_path / "base")
+    request = M.make_request("base-sampled", "0-3-2", 5, width=160, height=160, max_steps=15)
+    assert M.simulate(request, tmp_path / "base") == M.simulate(request, tmp_path / "base")
+    with pytest.raises(M.MediaError, match="ant-pretrain"):
+        M.simulate(request, tmp_path / "nope")

@@ -25,12 +25,14 @@ st.title("Ant-pinpad rollouts")
 st.markdown("The expert walks its task on a layout; the video is MuJoCo's rendering (top-down or a chase camera), "
             "the plot the torso's path over the cells, coloured by the colour it is heading for, with the colours "
             "entered numbered in order. Drag the time slider, or play the video: the marker follows its frames. "
-            "The ant base model and steered rollouts will join the policies when they exist.")
+            "With a trained ant base model in the set (`base`), it can walk the task alone too.")
 
 sel = app_state.current()
 set_dir = Path(sel.set_dir if sel.env == "ant" else app_state.catalogue("ant")[0].path)
 set_dir = M.short_path(set_dir)  # relative to the working directory when inside it: commands to copy
 expert_path = set_dir / "expert"
+HAS_BASE = (set_dir / "base.json").exists() and (set_dir / "base.safetensors").exists()
+POLICIES = [p for p in M.POLICIES if HAS_BASE or p not in M.BASE_POLICIES]
 
 
 def remember(key: str, default):
@@ -192,7 +194,12 @@ def request_from_inputs() -> M.RolloutRequest:
         seed = st.number_input("Layout seed", step=1, key=remember("ant_seed", 0),
                                help=f"Seeds the reset (layout, start, pose) and the expert's noise: 0..{M.SEED_MAX}.")
     with c2:
-        policy = st.radio("Policy", list(M.POLICIES), format_func=M.POLICIES.get, key=remember("ant_policy", "expert-mean"))
+        if st.session_state.get("_keep_ant_policy") not in POLICIES:
+            st.session_state.pop("_keep_ant_policy", None)
+        policy = st.radio("Policy", POLICIES, format_func=M.POLICIES.get, key=remember("ant_policy", "expert-mean"))
+        if not HAS_BASE:
+            st.caption(f"The ant base model joins the policies once `{set_dir / 'base'}` exists: "
+                       f"`{M.base_command(set_dir / 'base')}`.")
         camera = st.radio("Camera", list(M.CAMERA_LABELS), format_func=M.CAMERA_LABELS.get, horizontal=True,
                           key=remember("ant_camera", "topdown"))
     with c3:
@@ -225,7 +232,7 @@ def new_rollout() -> None:
         return
     render = st.button("Render", type="primary", key="ant_render")
     try:
-        expert = M.check_expert(expert_path)
+        expert = M.check_checkpoint(request, set_dir / request.checkpoint_name)
         renderer = M.render_queue()
         key = renderer.key(request, expert)
     except M.MediaError as e:
