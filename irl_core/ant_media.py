@@ -93,6 +93,7 @@ class RolloutRequest:
     width: int = 480
     height: int = 480
     max_steps: int = A.T_MAX
+    inject: tuple[int, int] | None = None  # (colour, from step): the set's gt_controllers steer the base model
 
     @property
     def mean_action(self) -> bool:
@@ -104,17 +105,22 @@ class RolloutRequest:
         return "base" if self.policy in BASE_POLICIES else "expert"
 
     def describe(self) -> str:
-        return (f"task {format_task(self.task)} · layout seed {self.seed} · {self.policy} · "
+        steer = f" · controller for colour {self.inject[0]} from step {self.inject[1]}" if self.inject else ""
+        return (f"task {format_task(self.task)} · layout seed {self.seed} · {self.policy}{steer} · "
                 f"{CAMERA_LABELS[self.camera]} · {self.width}×{self.height}")
 
     def fields(self) -> dict:
         d = asdict(self)
         d["task"] = format_task(self.task)
+        if self.inject is None:
+            del d["inject"]  # keys (and records) of unsteered rollouts are as before injection existed
+        else:
+            d["inject"] = list(self.inject)
         return d
 
 
 def make_request(policy: str, task, seed, camera: str = "topdown", width: int = 480, height: int = 480,
-                 max_steps: int = A.T_MAX) -> RolloutRequest:
+                 max_steps: int = A.T_MAX, inject: tuple[int, int] | None = None) -> RolloutRequest:
     """A validated :class:`RolloutRequest`; :class:`MediaError` (one line) for anything out of range.
 
     ``task`` is a task string such as ``"0-3-2"`` or a sequence of colours. A colour outside 0..3 or a colour
@@ -140,7 +146,16 @@ def make_request(policy: str, task, seed, camera: str = "topdown", width: int = 
             raise MediaError(f"video {name} must be a multiple of 16 in 16..1024, got {v!r}")
     if not isinstance(max_steps, (int, np.integer)) or not 1 <= max_steps <= A.T_MAX:
         raise MediaError(f"the step limit must be a whole number in 1..{A.T_MAX}, got {max_steps!r}")
-    return RolloutRequest(policy, colours, seed_i, camera, int(width), int(height), int(max_steps))
+    if inject is not None:
+        if policy not in BASE_POLICIES:
+            raise MediaError("a controller can only be injected into the ant base model (a base-… policy)")
+        colour, t0 = inject
+        if not (isinstance(colour, (int, np.integer)) and 0 <= colour < A.N_COLOURS):
+            raise MediaError(f"the injected colour must be 0..{A.N_COLOURS - 1}, got {colour!r}")
+        if not (isinstance(t0, (int, np.integer)) and 0 <= t0 < max_steps):
+            raise MediaError(f"the injection step must be a whole number in 0..{max_steps - 1}, got {t0!r}")
+        inject = (int(colour), int(t0))
+    return RolloutRequest(policy, colours, seed_i, camera, int(width), int(height), int(max_steps), inject)
 
 
 def task_choices() -> list[tuple[str, str]]:
@@ -173,18 +188,38 @@ def base_command(path) -> str:
             f"ant-pretrain --data runs/ant/data/D_seed0.npz --preset cpu --export {path}")
 
 
-def check_checkpoint(request: "RolloutRequest", path) -> Path:
-    """The checkpoint that plays ``request``'s policy at ``path`` (without suffix), or :class:`MediaError`
-    naming the command that makes it."""
-    if request.checkpoint_name == "expert":
-        return check_expert(path)
-    path = Path(path)
+def controllers_command(base) -> str:
+    base = Path(base)
+    return (f"python -m irl_core ant-data --mean-action --episodes 2000 --seed 1 --out runs/ant/data/Dstar_seed1.npz "
+            f"&& python -m irl_core ant-gt-controllers --base {base} --data runs/ant/data/Dstar_seed1.npz "
+            f"--export {base.parent / 'gt_controllers'}")
+
+
+def _require(path: Path, what: str, command: str) -> Path:
     path = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
     for suffix in (".safetensors", ".json"):
         if not path.with_suffix(suffix).exists():
-            raise MediaError(f"the ant base-model checkpoint {path.with_suffix(suffix)} is missing; "
-                             f"make it with `{base_command(path)}`")
+            raise MediaError(f"the {what} checkpoint {path.with_suffix(suffix)} is missing; make it with `{command}`")
     return path
+
+
+def check_checkpoint(request: "RolloutRequest", path) -> Path:
+    """The checkpoint that plays ``request``'s policy at ``path`` (without suffix), or :class:`MediaError`
+    naming the command that makes it; with an injection, the set's ``gt_controllers`` beside it too."""
+    if request.checkpoint_name == "expert":
+        return check_expert(path)
+    path = _require(Path(path), "ant base-model", base_command(path))
+    if request.inject:
+        _require(path.parent / "gt_controllers", "ant ground-truth controllers", controllers_command(path))
+    return path
+
+
+def policy_digest(request: "RolloutRequest", checkpoint: Path) -> str:
+    """The sha256 of the weights that play ``request`` (and of the injected controllers'), for cache keys."""
+    digest = file_sha256(checkpoint.with_suffix(".safetensors"))
+    if request.inject:
+        digest += ":" + file_sha256((checkpoint.parent / "gt_controllers").with_suffix(".safetensors"))
+    return digest
 
 
 def _actor(request: "RolloutRequest", checkpoint) -> tuple[Path, Callable]:
@@ -198,7 +233,14 @@ def _actor(request: "RolloutRequest", checkpoint) -> tuple[Path, Callable]:
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import CheckpointError
     try:
-        actor = BaseModelActor(load_ant_base(path), sample=not request.mean_action)
+        model = load_ant_base(path)
+        if request.inject:
+            from irl_core.ant_controllers import ControlledActor, load_ant_gt_controllers
+            colour, t0 = request.inject
+            actor = ControlledActor(model, load_ant_gt_controllers(path.parent / "gt_controllers"),
+                                    lambda batch, i: colour if int(batch.t[i]) >= t0 else -1, not request.mean_action)
+        else:
+            actor = BaseModelActor(model, sample=not request.mean_action)
     except CheckpointError as e:
         raise MediaError(str(e).splitlines()[0]) from None
     actor.start(0, torch.Generator().manual_seed(request.seed))
@@ -491,7 +533,7 @@ class RolloutCache:
     def render(self, request: RolloutRequest, checkpoint, progress=None, settings: RenderSettings = RenderSettings()) -> dict:
         """Render ``request`` into the cache (unless it is there) and return its record."""
         checkpoint = check_checkpoint(request, checkpoint)
-        digest = file_sha256(checkpoint.with_suffix(".safetensors"))
+        digest = policy_digest(request, checkpoint)
         key = self.key(request, digest)
         hit = self.get(key)
         if hit is not None:
@@ -596,7 +638,7 @@ class RenderQueue:
 
     def key(self, request: RolloutRequest, checkpoint) -> str:
         checkpoint = check_checkpoint(request, checkpoint)
-        return self.cache.key(request, file_sha256(checkpoint.with_suffix(".safetensors")))
+        return self.cache.key(request, policy_digest(request, checkpoint))
 
     def submit(self, request: RolloutRequest, checkpoint) -> RenderJob:
         """Queue ``request`` (unless it is cached, queued or running); returns its job."""

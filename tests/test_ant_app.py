@@ -339,3 +339,32 @@ def test_base_policy_rollouts_repeat_and_name_a_missing_model(tmp_path):
     assert M.simulate(request, tmp_path / "base") == M.simulate(request, tmp_path / "base")
     with pytest.raises(M.MediaError, match="ant-pretrain"):
         M.simulate(request, tmp_path / "nope")
+
+
+def test_injection_renders_the_same_episode_with_and_without_the_controller(tmp_path, monkeypatch):
+    from irl_core.ant_controllers import AntGTControllers, save_ant_gt_controllers
+    ant = _root(tmp_path, monkeypatch)
+    _tiny_base(ant / "base")
+    at = _new_rollout(_page(ROLLOUTS, **{app_state.ENV_KEY: "ant"}), steps=8)
+    at.radio(key="ant_policy").set_value("base-mean").run()
+    at.selectbox(key="ant_inject").set_value(1).run()
+    at.number_input(key="ant_inject_t0").set_value(3).run()
+    assert "ant-gt-controllers" in _one_line(at.error)  # the set has no controllers yet: the command is named
+    ctrl = AntGTControllers(16, 1)
+    with __import__("torch").no_grad():
+        ctrl.U[1].normal_(0, 0.5)
+    save_ant_gt_controllers(ant / "gt_controllers", ctrl, {})
+    at.run()
+    at.button(key="ant_render").click().run()
+    deadline = time.time() + 120
+    while len(at.get("video")) < 3 and time.time() < deadline:
+        assert not at.error, at.error[0].value
+        time.sleep(0.3)
+        at.run()
+    assert len(at.get("video")) == 3 and not at.exception  # side by side, then the steered one in the viewer
+    recs = sorted((M.read_record(f / "rollout.json") for _, _, f in M.RolloutCache().entries()),
+                  key=lambda r: "inject" in r)
+    assert "inject" not in recs[0] and recs[1]["inject"] == [1, 3]
+    assert recs[0]["uv"][:4] == recs[1]["uv"][:4]  # the same episode until the controller is switched on
+    with pytest.raises(M.MediaError, match="only be injected into the ant base model"):
+        M.make_request("expert-mean", "0-3-2", 0, inject=(1, 3))

@@ -9,6 +9,7 @@ marker with ``Plotly.restyle`` on the chart drawn by ``st.plotly_chart`` (Stream
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -17,6 +18,7 @@ from irl_core import app_state
 from irl_core import ant_media as M
 from irl_core.ant_plots import colour_chip, marker_trace, path_figure, task_chips
 from irl_core.envs import ant as A
+from irl_core.palette import COLOUR_NAMES
 
 TYPED = "Type a task…"
 VIDEO_KEY, PLOT_KEY = "ant_video", "ant_path"
@@ -202,15 +204,26 @@ def request_from_inputs() -> M.RolloutRequest:
                        f"`{M.base_command(set_dir / 'base')}`.")
         camera = st.radio("Camera", list(M.CAMERA_LABELS), format_func=M.CAMERA_LABELS.get, horizontal=True,
                           key=remember("ant_camera", "topdown"))
+        inject = None
+        if policy in M.BASE_POLICIES:
+            colour = st.selectbox("Inject a controller", ["none", 0, 1, 2, 3], key=remember("ant_inject", "none"),
+                                  format_func=lambda c: "none" if c == "none" else f"go to colour {c} ({COLOUR_NAMES[c]})",
+                                  help="Switch on the ground-truth controller of a colour from a chosen step (Fig. A4); "
+                                       "the base model alone plays the same episode beside it.")
+            if colour != "none":
+                t0 = st.number_input("from step", min_value=0, max_value=A.T_MAX - 1, step=5,
+                                     key=remember("ant_inject_t0", 30))
+                inject = (int(colour), int(t0))
     with c3:
         sizes = [f"{w}×{h}" for w, h in M.RESOLUTIONS]
         size = st.selectbox("Resolution", sizes, key=remember("ant_size", "480×480"))
         steps = st.number_input("Step limit", min_value=1, max_value=A.T_MAX, step=10,
                                 key=remember("ant_steps", A.T_MAX),
                                 help=f"Stop after this many steps (the episode's own limit is T = {A.T_MAX}).")
-    keep("ant_task", "ant_task_text", "ant_seed", "ant_policy", "ant_camera", "ant_size", "ant_steps")
+    keep("ant_task", "ant_task_text", "ant_seed", "ant_policy", "ant_camera", "ant_size", "ant_steps", "ant_inject",
+         "ant_inject_t0")
     w, h = M.RESOLUTIONS[sizes.index(size)] if size in sizes else M.RESOLUTIONS[2]
-    return M.make_request(policy, task if task is not None else "", seed, camera, w, h, int(steps))
+    return M.make_request(policy, task if task is not None else "", seed, camera, w, h, int(steps), inject)
 
 
 @st.fragment(run_every=0.5)
@@ -224,6 +237,24 @@ def progress(key: str) -> None:
         st.progress(job.progress, text=f"Rendering: step {job.step} of at most {job.request.max_steps}…")
 
 
+def first_entered_after(rec: dict, t0: int) -> str:
+    colour = next((e["colour"] for e in rec["entries"] if e["t"] > t0), None)
+    return "none" if colour is None else f"{colour} ({COLOUR_NAMES[colour]})"
+
+
+def side_by_side(plain: dict, steered: dict) -> None:
+    """The base model alone and steered on the same episode (same layout, start and draws until the injection)."""
+    colour, t0 = steered["inject"]
+    st.markdown(f"**The same episode, without and with the controller for colour {colour} "
+                f"({COLOUR_NAMES[colour]}) from step {t0}**")
+    for col, rec, title in zip(st.columns(2), (plain, steered), ("base model alone", "with the controller")):
+        with col:
+            st.video(str(M.video_path(rec)), muted=True)
+            st.caption(f"{title}: {M.OUTCOMES[rec['outcome']]} after {rec['length']} steps; first colour entered "
+                       f"after step {t0}: {first_entered_after(rec, t0)}.")
+    st.markdown("The steered rollout, frame by frame:")
+
+
 def new_rollout() -> None:
     try:
         request = request_from_inputs()
@@ -231,27 +262,35 @@ def new_rollout() -> None:
         st.error(str(e))
         return
     render = st.button("Render", type="primary", key="ant_render")
+    requests = [replace(request, inject=None), request] if request.inject else [request]
     try:
-        expert = M.check_checkpoint(request, set_dir / request.checkpoint_name)
+        checkpoint = M.check_checkpoint(request, set_dir / request.checkpoint_name)
         renderer = M.render_queue()
-        key = renderer.key(request, expert)
+        keys = [renderer.key(r, checkpoint) for r in requests]
     except M.MediaError as e:
         st.error(str(e))
         return
-    rec = renderer.cache.get(key)
-    job = renderer.job(key)
-    if rec is None and render and (job is None or not job.active):
-        job = renderer.submit(request, expert)
-        rec = job.record
-    if rec is not None:
+    recs = [renderer.cache.get(k) for k in keys]
+    jobs = [renderer.job(k) for k in keys]
+    if render:
+        for i, (r, rec, job) in enumerate(zip(requests, recs, jobs)):
+            if rec is None and (job is None or not job.active):
+                jobs[i] = renderer.submit(r, checkpoint)
+                recs[i] = jobs[i].record
+    failed = next((j for j in jobs if j is not None and j.state == "failed"), None)
+    active = next((k for k, j in zip(keys, jobs) if j is not None and j.active), None)
+    if all(rec is not None for rec in recs):
+        if request.inject:
+            side_by_side(*recs)
+        rec = recs[-1]
         show_rollout(rec)
         cache = renderer.cache
         st.caption(f"Rendered in {rec['wall_s']:.1f} s; cached in `{cache.root}` ({cache.size() / 1e6:.1f} MB of "
                    f"{cache.max_bytes / 1e6:.0f} MB; the least recently used videos go first).")
-    elif job is not None and job.active:
-        progress(key)
-    elif job is not None and job.state == "failed":
-        st.error(job.error)
+    elif active is not None:
+        progress(active)
+    elif failed is not None:
+        st.error(failed.error)
     else:
         st.info(f"Not rendered yet: press **Render** ({request.describe()}).")
 
