@@ -135,8 +135,9 @@ if go_clicked:
 # --- live runs ------------------------------------------------------------------------------------------------
 @st.fragment(run_every=2)
 def live_runs() -> None:
-    runs = [BACKEND.status(r["run_dir"]) if r["status"] in ("queued", "running") else r
-            for r in list_runs(stage="internal-rl")]  # the backend knows of Ray tasks that ended without a result
+    runs = list_runs(stage="internal-rl")
+    if BACKEND.queues:  # Ray knows of tasks that ended without a result; the local backend's list already does
+        runs = [BACKEND.status(r["run_dir"]) if r["status"] in ("queued", "running") else r for r in runs]
     if not runs:
         st.info("No internal-RL runs yet: launch one above, or run `python -m irl_core internal-rl --preset tiny`.")
         return

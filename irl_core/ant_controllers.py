@@ -85,12 +85,6 @@ class AntGTControllers(nn.Module):
         return {"d_model": self.U.shape[1], "layer": self.layer, "n_subgoals": self.n_subgoals}
 
 
-def controlled_outputs(model: AntSSM, ctrl: AntGTControllers, obs: torch.Tensor, subgoal: torch.Tensor):
-    """The base model's forward pass with the controllers writing at their layer."""
-    with model.hooks([(hook_name(ctrl.layer), lambda x, hook: ctrl(x, subgoal))]):
-        return model(obs)
-
-
 def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, seed: int = 0,
                              progress: bool = True) -> AntGTControllers:
     """Train (or resume from ``run``) the controllers on the episodes of dataset file ``data`` (D*)."""

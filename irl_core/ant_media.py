@@ -52,7 +52,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from irl_core.envs import ant as A
-from irl_core.paths import REPO_ROOT
+from irl_core.paths import REPO_ROOT, repo_relative
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS, TaskError, format_task, parse_task
 
 RENDER_VERSION = 2       # bump when the pixels or the record change, so old cache entries are not reused
@@ -400,7 +400,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
     length = len(uv) - 1
     record = {
         "version": RECORD_VERSION, "render_version": RENDER_VERSION, **request.fields(),
-        "checkpoint": _portable(checkpoint),
+        "checkpoint": repo_relative(checkpoint),
         "checkpoint_sha256": expert_sha256 or file_sha256(checkpoint.with_suffix(".safetensors")),
         "layout": layout.tolist(), "start": list(start),
         "uv": np.round(np.asarray(uv, dtype=np.float64), 4).tolist(),
@@ -422,13 +422,6 @@ def short_path(path) -> Path:
         return path.resolve().relative_to(Path.cwd().resolve())
     except (ValueError, OSError):
         return path
-
-
-def _portable(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def simulate(request: RolloutRequest, checkpoint=DEFAULT_EXPERT) -> dict:

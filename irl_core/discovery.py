@@ -47,7 +47,7 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.experts.grid_expert import TIES
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
 from irl_core.models.transformer import GridTransformer, TransformerConfig
-from irl_core.paths import REPO_ROOT
+from irl_core.paths import REPO_ROOT, repo_relative
 from irl_core.runs import Run
 
 VARIANTS = ("frozen", "beta1", "cotrained")
@@ -484,10 +484,11 @@ TABLE_KEYS = ("variant", "alpha", "seed", "rate", "distortion", "switches", "tru
 
 def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: dict | None = None, ran: int = 0,
                 skipped: int = 0, failed: list[str] | None = None) -> dict:
-    """The sweep table (``discovery.json``) from result rows, sorted by (variant, α, seed)."""
+    """The sweep table (``discovery.json``) from result rows, sorted by (variant, α, seed); ``run_dir`` relative to
+    the repository when it lies inside it (the shipped table holds no machine's paths)."""
     return {"base_checkpoint": str(base_checkpoint), "preset": preset_name, "overrides": overrides or {},
             "ran": ran, "skipped": skipped, "failed": failed or [],
-            "rows": [{k: r.get(k) for k in TABLE_KEYS}
+            "rows": [{**{k: r.get(k) for k in TABLE_KEYS}, "run_dir": r.get("run_dir") and repo_relative(r["run_dir"])}
                      for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
 
 

@@ -18,3 +18,12 @@ def checkpoints_root() -> Path:
     """``$IRL_CHECKPOINTS_DIR`` if set, else the repository's ``checkpoints/`` (read at call time)."""
     env = os.environ.get("IRL_CHECKPOINTS_DIR")
     return Path(env) if env else REPO_ROOT / "checkpoints"
+
+
+def repo_relative(path) -> str:
+    """``path`` relative to the repository when it lies inside it (what shipped files record, so that they hold
+    no machine's absolute paths), else unchanged."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except (ValueError, OSError):
+        return str(path)

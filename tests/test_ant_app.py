@@ -67,6 +67,15 @@ def _new_rollout(at: AppTest, size="160×160", steps=12) -> AppTest:
     return at.number_input(key="ant_steps").set_value(steps).run()
 
 
+def _wait_for_videos(at: AppTest, n: int, timeout: float = 90) -> None:
+    """Rerun the page until it shows ``n`` videos (the background renderer finished), failing on any error."""
+    deadline = time.time() + timeout
+    while len(at.get("video")) < n and time.time() < deadline:
+        assert not at.error, at.error[0].value
+        time.sleep(0.3)
+        at.run()
+
+
 # --- the menu ---------------------------------------------------------------------------------------------
 def test_menu_follows_the_environment():
     ant = app_state.pages("ant")
@@ -156,11 +165,7 @@ def test_rollouts_page_renders_in_the_background_and_caches(tmp_path, monkeypatc
     assert any(i.value.startswith("Not rendered yet") for i in at.info)
     at.button(key="ant_render").click().run()
     assert not at.exception
-    deadline = time.time() + 90
-    while not at.get("video") and time.time() < deadline:
-        assert not at.error, at.error[0].value
-        time.sleep(0.3)
-        at.run()
+    _wait_for_videos(at, 1)
     assert len(at.get("video")) == 1 and not at.exception
     assert any("stopped at the step limit" in m.value and "after 12 steps" in m.value for m in at.markdown)
     (entry,) = M.RolloutCache().entries()
@@ -322,11 +327,7 @@ def test_rollouts_page_offers_the_base_model_once_the_set_has_one(tmp_path, monk
     assert M.POLICIES["base-mean"] in at.radio(key="ant_policy").options
     at.radio(key="ant_policy").set_value("base-mean").run()
     at.button(key="ant_render").click().run()
-    deadline = time.time() + 90
-    while not at.get("video") and time.time() < deadline:
-        assert not at.error, at.error[0].value
-        time.sleep(0.3)
-        at.run()
+    _wait_for_videos(at, 1)
     assert len(at.get("video")) == 1 and not at.exception
     ((_, _, folder),) = M.RolloutCache().entries()
     rec = M.read_record(folder / "rollout.json")
@@ -356,11 +357,7 @@ def test_injection_renders_the_same_episode_with_and_without_the_controller(tmp_
     save_ant_gt_controllers(ant / "gt_controllers", ctrl, {})
     at.run()
     at.button(key="ant_render").click().run()
-    deadline = time.time() + 120
-    while len(at.get("video")) < 3 and time.time() < deadline:
-        assert not at.error, at.error[0].value
-        time.sleep(0.3)
-        at.run()
+    _wait_for_videos(at, 3, timeout=120)
     assert len(at.get("video")) == 3 and not at.exception  # side by side, then the steered one in the viewer
     recs = sorted((M.read_record(f / "rollout.json") for _, _, f in M.RolloutCache().entries()),
                   key=lambda r: "inject" in r)
