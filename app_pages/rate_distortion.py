@@ -9,7 +9,7 @@ import streamlit as st
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
 from irl_core.plots import rate_distortion_figure, subgoal_legend_html, switching_timeline
-from irl_core.reports import SUBGOAL_ALIGNED_F1, load_sweep, report_path
+from irl_core.reports import SUBGOAL_ALIGNED_F1, contrast_note, load_sweep, report_path
 
 VARIANT_TITLES = {"frozen": "Frozen base model (the paper's method)", "cotrained": "Co-trained with the base model",
                   "beta1": "β ≡ 1 (no temporal integration)"}
@@ -22,7 +22,8 @@ st.markdown(
     "badly the controlled model predicts the expert's actions) against **rate** (how much information its "
     "latent codes carry). On a *frozen* base model the paper finds a gap in the curve, and a wide range of α "
     f"lands on solutions whose switches line up with the subgoals (★, here: alignment F1 ≥ {SUBGOAL_ALIGNED_F1}). "
-    "*Co-trained* with the base model, most α collapse to a single switch at the start of the episode. "
+    "*Co-trained* with the base model, the paper finds most α collapse to a single switch at the start of the "
+    "episode. "
     "Select a point (click it, or use the list below) to see its switching on example episodes.")
 
 if not sel.grid:
@@ -54,6 +55,10 @@ overrides = table.get("overrides") if isinstance(table.get("overrides"), dict) e
 knobs = ", ".join(f"{k} {v}" for k, v in overrides.items() if v not in (None, False))
 st.caption(f"{len(rows)} runs from `{path.name}` · preset `{table.get('preset', '?')}` · base "
            f"`{table.get('base_checkpoint', '?')}` · knobs: {knobs or 'none (the paper objective and data)'}")
+
+note = contrast_note(rows)
+if note:
+    st.markdown(note)
 
 
 def label(k: int) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from irl_core.ant_base import BaseModelActor
-from irl_core.ant_pretrain import EpisodeBank
+from irl_core.ant_pretrain import LENGTH_POOL, EpisodeBank
 from irl_core.checkpoints import load_checkpoint, load_state_into, save_checkpoint, start_or_resume, training_state
 from irl_core.envs import ant as A
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS
@@ -98,14 +98,12 @@ def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, se
     torch.manual_seed(seed)
     ctrl = AntGTControllers(model.cfg.d_model, layer).to(dev)
     opt = torch.optim.AdamW(ctrl.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
     config = {**cfg.to_dict(), "layer": layer, "data": str(data)}
-    step = start_or_resume(run, STATE_KIND, config, {"ctrl": ctrl}, opt, {"batches": gen}, dev)
+    step = start_or_resume(run, STATE_KIND, config, {"ctrl": ctrl}, opt, {}, dev)
     bar = tqdm(total=cfg.steps, initial=step, desc="ant-gt-controllers", unit="step", disable=not progress)
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
-            pick = torch.randint(len(bank.train_ids), (cfg.batch_size,), generator=gen)
-            b = bank.batch([bank.train_ids[int(i)] for i in pick], dev)
+            b = bank.batch(bank.training_ids(step, cfg.batch_size, seed, LENGTH_POOL), dev)
             with model.hooks([(hook_name(layer), lambda x, hook: ctrl(x, b["subgoal"]))]):
                 loss, m = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], 0.0)
             opt.zero_grad(set_to_none=True)
@@ -116,7 +114,7 @@ def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, se
             if step % cfg.log_every == 0 or step == cfg.steps:
                 run.log(step, **{"losses/action_nll": float(m["action_nll"]), "losses/action_mse": float(m["action_mse"])})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_checkpoint(run.checkpoint_dir / "last", training_state({"ctrl": ctrl}, opt, {"batches": gen}),
+                save_checkpoint(run.checkpoint_dir / "last", training_state({"ctrl": ctrl}, opt, {}),
                                 STATE_KIND, config, {"step": step})
                 run.set_status("running", step=step)
     run.set_status("done", step=step)

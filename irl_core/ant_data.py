@@ -118,6 +118,29 @@ def load_dataset(path) -> dict:
     return data
 
 
+def merge_datasets(paths: Sequence) -> dict:
+    """Concatenate dataset files of one kind (made with different seeds, e.g. in parallel) into one dataset.
+
+    ValueError if the files mix D and D* or disagree on the environment's constants."""
+    if len(paths) < 2:
+        raise ValueError("merging needs at least two dataset files")
+    parts = [load_dataset(p) for p in paths]
+    metas = [d["meta"] for d in parts]
+    for key in ("kind", "cell_size", "control_dt", "obs_dim"):
+        values = {json.dumps(m.get(key)) for m in metas}
+        if len(values) > 1:
+            raise ValueError(f"cannot merge datasets that differ in {key}: {sorted(values)}")
+    lengths = np.concatenate([d["length"] for d in parts])
+    width = max(d["task"].shape[1] for d in parts)
+    tasks = [np.pad(d["task"], ((0, 0), (0, width - d["task"].shape[1])), constant_values=-1) for d in parts]
+    meta = {**metas[0], "seed": [m["seed"] for m in metas], "attempted": sum(int(m.get("attempted", 0)) for m in metas),
+            "merged_from": [str(p) for p in paths]}
+    out = {k: np.concatenate([d[k] for d in parts]) for k in ("obs", "actions", "subgoal", "xy", "layout", "success")}
+    out.update({"task": np.concatenate(tasks), "length": lengths, "meta": np.array(json.dumps(meta)),
+                "episode_start": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)})
+    return out
+
+
 def episodes(data: dict):
     """Yield per-episode views ``{"obs", "actions", "subgoal", "xy", "task", "layout"}`` of a loaded dataset."""
     for i, (s, n) in enumerate(zip(data["episode_start"], data["length"])):

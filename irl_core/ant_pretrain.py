@@ -2,15 +2,16 @@
 episodes (Eq. 5 with Gaussian actions and λ = 10), from an ``ant-data`` file.
 
 Unlike the grid, whose episodes are generated fresh at every step, ant episodes cost MuJoCo time, so the model
-trains on a fixed dataset (``python -m irl_core ant-data --episodes N --out D.npz``): every step draws
-``batch_size`` episodes at random (a seeded generator, kept in the checkpoint) from the training episodes,
-pads them to the longest, and takes one AdamW step; the last ``val_fraction`` of the file's episodes are held
+trains on a fixed dataset (``python -m irl_core ant-data --episodes N --out D.npz``) in epochs: every step
+takes ``batch_size`` training episodes of similar length (``EpisodeBank.training_ids``: seeded shuffling,
+then sorting within pools of ``length_pool`` batches, so that padding to the longest costs little; a pure
+function of the step, so a resumed run draws the same batches), and takes one AdamW step; the last ``val_fraction`` of the file's episodes are held
 out for ``eval/action_nll``. Observations are standardised with the training episodes' statistics, which the
 model keeps (``AntSSM.set_normaliser``).
 
 The run directory is as for the grid (``irl_core.pretrain``): ``metrics.jsonl`` (``losses/action_nll``,
 ``losses/obs_nll``, ``losses/action_mse``, ``eval/action_nll``, ``eval/action_mse``, ``charts/episodes``,
-``charts/SPS``), ``checkpoints/last`` (weights, AdamW moments, the batch generator) from which an interrupted
+``charts/SPS``), ``checkpoints/last`` (weights, AdamW moments) from which an interrupted
 run resumes the same curve, and ``checkpoints/step<N>`` snapshots.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from irl_core.pretrain import autocast_for
 from irl_core.runs import Run
 
 STATE_KIND = "ant-pretrain-state"
+LENGTH_POOL = 8  # batches sorted together by length (EpisodeBank.training_ids)
 
 
 @dataclass
@@ -61,10 +63,11 @@ class AntPretrainConfig:
     checkpoint_every: int = 250
     snapshot_every: int = 0
     precision: str = "auto"
+    length_pool: int = LENGTH_POOL  # batches drawn from pools of this many batches sorted by length (1 = plain random)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "lru_width", "n_heads", "d_mlp", "steps", "batch_size", "log_every",
-                     "eval_every", "eval_episodes", "checkpoint_every"):
+                     "eval_every", "eval_episodes", "checkpoint_every", "length_pool"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 1:
@@ -123,6 +126,30 @@ class EpisodeBank:
         train_obs = torch.cat([self.obs[i] for i in self.train_ids])
         self.obs_mean, self.obs_std = train_obs.mean(0), train_obs.std(0)
 
+    def training_ids(self, step: int, batch_size: int, seed: int, pool: int) -> list[int]:
+        """The training episodes of batch ``step``: a pure function of its arguments, so a resumed run draws the
+        same batches without any saved sampler state.
+
+        Each epoch is a seeded permutation of the training episodes, cut into pools of ``pool × batch_size``;
+        each pool is sorted by length and cut into batches, and the epoch's batches are shuffled. Every
+        episode is seen once per epoch, as with plain shuffling, but a batch holds episodes of similar length,
+        so little of it is padding (``pool = 1``: plain random batches)."""
+        n = len(self.train_ids)
+        if batch_size > n:
+            raise ValueError(f"batch_size {batch_size} exceeds the {n} training episodes of {self.path}")
+        per_epoch = n // batch_size
+        epoch, k = divmod(step, per_epoch)
+        if getattr(self, "_epoch", None) != (epoch, batch_size, seed, pool):
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            perm = torch.randperm(n, generator=gen)[:per_epoch * batch_size].tolist()
+            batches = []
+            for s in range(0, len(perm), pool * batch_size):
+                chunk = sorted(perm[s:s + pool * batch_size], key=lambda i: len(self.obs[self.train_ids[i]]))
+                batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+            order = torch.randperm(len(batches), generator=gen).tolist()
+            self._epoch, self._batches = (epoch, batch_size, seed, pool), [batches[i] for i in order]
+        return [self.train_ids[i] for i in self._batches[k]]
+
     def batch(self, ids, device) -> dict[str, torch.Tensor]:
         """Episodes ``ids`` padded to the longest: obs (B, T, 41), actions (B, T, 8), subgoal (B, T) (−1 = pad), length (B,)."""
         lengths = torch.tensor([len(self.obs[i]) for i in ids])
@@ -166,11 +193,10 @@ def train(cfg: AntPretrainConfig, data: str | Path, run: Run, device: str | torc
     model.set_normaliser(bank.obs_mean.to(dev), bank.obs_std.to(dev))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
                             fused=dev.type == "cuda")
-    gen = torch.Generator().manual_seed(seed)
     config = {**cfg.to_dict(), "data": str(data), "episodes": len(bank.obs)}
     last = run.checkpoint_dir / "last"
     run.claim()
-    resumed = resume_training(last, STATE_KIND, config, {"model": model}, opt, {"batches": gen})
+    resumed = resume_training(last, STATE_KIND, config, {"model": model}, opt, {})
     step = int(resumed["step"]) if resumed else 0
     if resumed:
         run.truncate_metrics(step)
@@ -181,7 +207,7 @@ def train(cfg: AntPretrainConfig, data: str | Path, run: Run, device: str | torc
     warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")  # RMSNorm under bf16 autocast
 
     def save() -> None:
-        save_checkpoint(last, training_state({"model": model}, opt, {"batches": gen}), STATE_KIND, config,
+        save_checkpoint(last, training_state({"model": model}, opt, {}), STATE_KIND, config,
                         {"step": step, "episodes": step * cfg.batch_size})
 
     t0, s0 = time.time(), step
@@ -194,8 +220,7 @@ def train(cfg: AntPretrainConfig, data: str | Path, run: Run, device: str | torc
                 return model
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
-            pick = torch.randint(len(bank.train_ids), (cfg.batch_size,), generator=gen)
-            b = bank.batch([bank.train_ids[int(i)] for i in pick], dev)
+            b = bank.batch(bank.training_ids(step, cfg.batch_size, seed, cfg.length_pool), dev)
             opt.zero_grad(set_to_none=True)
             with amp:
                 loss, m = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], cfg.obs_coef)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from irl_core.ant_data import generate_dataset, save_dataset
+from irl_core.ant_data import episodes, generate_dataset, load_dataset, save_dataset
 from irl_core.ant_pretrain import EpisodeBank, load_ant_base
 from irl_core.cli import main
 from irl_core.envs.tasks import ANT_PRETRAIN_TASKS
@@ -63,6 +63,47 @@ def test_loss_masks_padding_and_the_last_observation():
     loss2, _ = ant_pretrain_loss(model, obs2, act2, length, 10.0)
     torch.testing.assert_close(loss, loss2)
     torch.testing.assert_close(loss, m["action_nll"] + 10.0 * m["obs_nll"])
+
+
+def _synthetic_bank(tmp_path, lengths) -> EpisodeBank:
+    rng = np.random.default_rng(0)
+    lengths = np.asarray(lengths)
+    S = int(lengths.sum())
+    save_dataset(tmp_path / "synthetic.npz", {
+        "obs": rng.normal(size=(S, 41)).astype(np.float32), "actions": rng.normal(size=(S, 8)).astype(np.float32),
+        "subgoal": np.zeros(S, np.int8), "length": lengths,
+        "episode_start": np.concatenate([[0], np.cumsum(lengths)[:-1]]), "meta": np.array(json.dumps({"kind": "D"}))})
+    return EpisodeBank(tmp_path / "synthetic.npz", 0.05)
+
+
+def test_training_batches_cover_each_epoch_once_with_little_padding(tmp_path):
+    lengths = np.random.default_rng(1).integers(20, 400, size=210)
+    bank = _synthetic_bank(tmp_path, lengths)
+    n_train, B = len(bank.train_ids), 8
+    per_epoch = n_train // B
+    epoch = [bank.training_ids(k, B, seed=3, pool=8) for k in range(per_epoch)]
+    seen = [i for b in epoch for i in b]
+    assert len(seen) == len(set(seen)) == per_epoch * B and set(seen) <= set(bank.train_ids)
+    assert bank.training_ids(per_epoch, B, seed=3, pool=8) != epoch[0]  # the next epoch reshuffles
+    assert [bank.training_ids(k, B, seed=3, pool=8) for k in (5, 0)] == [epoch[5], epoch[0]]  # a pure function
+
+    def padded(pool):
+        steps = [bank.training_ids(k, B, seed=3, pool=pool) for k in range(per_epoch)]
+        return sum(B * max(lengths[i] for i in b) for b in steps)
+    assert padded(8) < 0.75 * padded(1)
+
+
+def test_datasets_merge_and_refuse_to_mix_kinds(ant_d, tmp_path, capsys):
+    out = tmp_path / "merged.npz"
+    assert main(["ant-data-merge", str(ant_d), str(ant_d), "--out", str(out)]) == 0
+    one, two = load_dataset(ant_d), load_dataset(out)
+    assert len(two["length"]) == 2 * len(one["length"]) and len(two["obs"]) == 2 * len(one["obs"])
+    last = list(episodes(two))[-1]
+    np.testing.assert_array_equal(last["obs"], list(episodes(one))[-1]["obs"])
+    other = dict(one, meta=np.array(json.dumps({**one["meta"], "kind": "D*"})))
+    save_dataset(tmp_path / "dstar.npz", other)
+    assert main(["ant-data-merge", str(ant_d), str(tmp_path / "dstar.npz"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "differ in kind" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()
 
 
 def test_tiny_pretraining_stops_resumes_and_exports(ant_d, tmp_path):

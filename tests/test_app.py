@@ -377,6 +377,15 @@ def test_null_results_are_explained_in_one_sentence(tmp_path):
     assert rl_null_note({**flat, "beta1": {"eval_greedy": {"median": [0.0, 0.6]}}}) is None
 
 
+def test_the_fig7_contrast_is_stated_as_measured():
+    from irl_core.reports import contrast_note
+    pts = lambda v, flags: [{"variant": v, "aligned": a} for a in flags]
+    assert contrast_note(pts("frozen", [True])) is None
+    shows = contrast_note(pts("frozen", [True, True, False]) + pts("cotrained", [False, False]))
+    assert "2 of 3 frozen and 0 of 2 co-trained" in shows and "contrast shows" in shows
+    assert "does not show" in contrast_note(pts("frozen", [True, False]) + pts("cotrained", [True, False]))
+
+
 def test_switching_page_on_the_collapsed_7x7_set_points_to_grid5():
     at = _run(_page("switching"), ROOT / "checkpoints" / "grid")
     assert not at.exception

@@ -112,6 +112,20 @@ def run_data(args) -> int:
     return 0
 
 
+def run_data_merge(args) -> int:
+    from pathlib import Path
+    from irl_core.ant_data import merge_datasets, save_dataset
+    for f in args.files:
+        if not Path(f).is_file():
+            raise UserError(f"{f}: no such dataset file")
+    with user_errors():
+        data = merge_datasets(args.files)
+    save_dataset(args.out, data)
+    print(f"wrote {args.out}: {len(data['length'])} episodes, {int(data['length'].sum())} steps "
+          f"from {len(args.files)} files")
+    return 0
+
+
 def run_video(args) -> int:
     import torch
     from irl_core.ant_data import record_video
@@ -270,6 +284,11 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
     p.set_defaults(handler=run_data)
+
+    p = subparsers.add_parser("ant-data-merge", help="concatenate ant datasets made with different seeds into one")
+    p.add_argument("files", nargs="+", help="ant-data .npz files of one kind (D or D*)")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.set_defaults(handler=run_data_merge)
 
     p = subparsers.add_parser("ant-pretrain", help="pretrain the ant's Hawk SSM base model on a dataset D (resumable)")
     p.add_argument("--data", required=True, help="an ant-data .npz file (D, successful episodes)")
