@@ -31,7 +31,7 @@ if not sel.grid:
 @st.cache_data(ttl=5)
 def finished_curves() -> dict:
     """Curves of the finished runs in the runs folder (``runs/internal-rl/<id>``, as the job backend lists them)."""
-    from irl_core.internal_rl import collect_curves
+    from irl_core.rl.curves import collect_curves
     from irl_core.jobs import list_runs
     return collect_curves([r["run_dir"] for r in list_runs(stage="internal-rl") if r["status"] == "done"])["methods"]
 

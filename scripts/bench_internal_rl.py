@@ -20,9 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from irl_core.baselines.raw_action import RawActionLearner  # noqa: E402
+from irl_core.rl.baselines.raw_action import RawActionLearner  # noqa: E402
 from irl_core.controllers import freeze  # noqa: E402
-from irl_core.internal_rl import InternalLearner, normalised_advantages, rl_preset  # noqa: E402
+from irl_core.rl.internal import InternalLearner  # noqa: E402
+from irl_core.rl.ppo import normalised_advantages, rl_preset  # noqa: E402
 from irl_core.machine import describe_machine  # noqa: E402
 from irl_core.metacontroller import MetaController, MetaControllerConfig  # noqa: E402
 from irl_core.pretrain import load_base_model  # noqa: E402

@@ -315,8 +315,8 @@ def test_internal_rl_page_on_an_empty_root(empty_root, tmp_path, monkeypatch):
 
 def test_internal_rl_page_plots_curves_and_lists_runs(tiny_app_set, tmp_path, monkeypatch):
     """Shipped curves are drawn with their band; a finished run in the runs folder is listed and plotted."""
-    from irl_core.internal_rl import rl_preset, train
-    from irl_core.rl_methods import make_learner
+    from irl_core.rl.methods import make_learner
+    from irl_core.rl.ppo import rl_preset, train
     from irl_core.runs import Run
     grid = _copy_set(tiny_app_set, tmp_path / "set")
     _rl_report(grid)

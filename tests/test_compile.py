@@ -1,4 +1,4 @@
-"""The CompILE baseline (irl_core/baselines/compile.py): segments, loss, frozen base, checkpoints, internal RL."""
+"""The CompILE baseline (irl_core/rl/baselines/compile.py): segments, loss, frozen base, checkpoints, internal RL."""
 import json
 import os
 import subprocess
@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from irl_core.baselines.compile import CompILE, CompILESwitcher, compile_loss, compile_preset, load_compile
-from irl_core.baselines.compile import train as train_compile
+from irl_core.rl.baselines.compile import CompILE, CompILESwitcher, compile_loss, compile_preset, load_compile
+from irl_core.rl.baselines.compile import train as train_compile
 from irl_core.checkpoints import CheckpointError
 from irl_core.controllers import apply_control, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, training_tensors, trim
 from irl_core.envs.grid import BatchedGridPinpad
-from irl_core.internal_rl import InternalEnv, collect_internal, rl_preset
-from irl_core.rl_methods import make_learner
-from irl_core.internal_rl import AbstractActionPolicy
-from irl_core.internal_rl import train as train_rl
+from irl_core.rl.internal import AbstractActionPolicy, InternalEnv, collect_internal
+from irl_core.rl.methods import make_learner
+from irl_core.rl.ppo import rl_preset
+from irl_core.rl.ppo import train as train_rl
 from irl_core.pretrain import load_base_model
 from irl_core.runs import Run, iter_metrics
 

@@ -15,10 +15,10 @@ from irl_core.controllers import apply_control, freeze, lower, upper_logits
 from irl_core.discovery import discovery_preset, load_metacontroller
 from irl_core.discovery import train as train_metacontroller
 from irl_core.envs.grid import GridPinpadEnv
-from irl_core.internal_rl import (AbstractActionPolicy, InternalEnv, RolloutNoise, collect_internal,
-                                  load_policy, normalised_advantages, ppo_objective, rl_preset, train)
+from irl_core.rl.internal import AbstractActionPolicy, InternalEnv, collect_internal, load_policy
+from irl_core.rl.ppo import RolloutNoise, normalised_advantages, ppo_objective, rl_preset, train
 from irl_core.metacontroller import SwitchState
-from irl_core.rl_methods import make_learner
+from irl_core.rl.methods import make_learner
 from irl_core.models.hawk import HawkBlock
 from irl_core.runs import Run, iter_metrics
 

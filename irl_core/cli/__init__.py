@@ -36,9 +36,9 @@ _POSITIVE = ("episodes", "sample_episodes", "heldout_episodes", "steps", "batch_
              "snapshot_every", "num_envs", "jobs", "size", "n")
 # Each command's presets (module:attribute), checked by name before a run directory exists.
 _PRESETS = {"pretrain": "irl_core.config:PRETRAIN_PRESETS", "gt-controllers": "irl_core.controllers:GT_PRESETS",
-            "layer-sweep": "irl_core.controllers:GT_PRESETS", "compile": "irl_core.baselines.compile:COMPILE_PRESETS",
+            "layer-sweep": "irl_core.controllers:GT_PRESETS", "compile": "irl_core.rl.baselines.compile:COMPILE_PRESETS",
             "discover": "irl_core.discovery:DISCOVERY_PRESETS", "sweep": "irl_core.discovery:DISCOVERY_PRESETS",
-            "internal-rl": "irl_core.internal_rl:RL_PRESETS", "ant-expert": "irl_core.experts.ant_expert:PRESETS",
+            "internal-rl": "irl_core.rl.ppo:RL_PRESETS", "ant-expert": "irl_core.experts.ant_expert:PRESETS",
             "ant-pretrain": "irl_core.ant_pretrain:PRESETS", "ant-gt-controllers": "irl_core.ant_controllers:PRESETS"}
 # Commands whose --out numpy writes with savez, which would silently append ".npz" to any other name.
 _NPZ_OUT = ("data", "rollouts", "activations", "gt-rollouts", "switching", "steer")

@@ -201,7 +201,7 @@ def run_gt_rollouts(args) -> int:
 
 
 def run_compile(args) -> int:
-    from irl_core.baselines.compile import compile_preset, save_compile, train
+    from irl_core.rl.baselines.compile import compile_preset, save_compile, train
     from irl_core.runs import Run
     from irl_core.controllers import load_base_for_layer
     set_threads(args)

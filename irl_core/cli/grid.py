@@ -219,7 +219,7 @@ def run_rollouts(args) -> int:
         ctrl, _ = load_gt_controllers(args.controllers, args.device, base=model)
         eps = gt_controller_rollouts(model, ctrl, args.task, args.episodes, args.seed, args.greedy)
     elif args.policy == "internal-rl":
-        from irl_core.internal_rl import policy_rollouts
+        from irl_core.rl.methods import policy_rollouts
         eps, info = policy_rollouts(args.policy_checkpoint, args.episodes, args.seed, args.device, args.greedy, args.task)
         world = get_world(info["world"])
     else:

@@ -9,8 +9,9 @@ from irl_core.errors import UserError
 
 def _internal_rl(args) -> int:
     from irl_core.device import resolve_device
-    from irl_core.internal_rl import rl_preset, save_policy, train
-    from irl_core.rl_methods import make_learner
+    from irl_core.rl.internal import save_policy
+    from irl_core.rl.methods import make_learner
+    from irl_core.rl.ppo import rl_preset, train
     from irl_core.runs import Run, new_run_id
     set_threads(args)
     with user_errors():
@@ -30,7 +31,7 @@ def _internal_rl(args) -> int:
         if cfg.method == "raw-action":
             raise UserError("--export saves a policy over codes; raw-action RL finetunes the base model itself")
         from irl_core.checkpoints import portable_path
-        from irl_core.internal_rl import default_metacontroller
+        from irl_core.rl.methods import default_metacontroller
         meta_path = portable_path(args.metacontroller or default_metacontroller(cfg.method, args.set))
         save_policy(args.export, learner, cfg, {"metacontroller": meta_path, "base": sources["base"], "task": cfg.task,
                                                 "seed": args.seed, "result": result,
@@ -43,7 +44,7 @@ def _internal_rl(args) -> int:
 
 def _rl_curves(args) -> int:
     from irl_core.checkpoints import atomic_write_json
-    from irl_core.internal_rl import collect_curves, run_dirs_under
+    from irl_core.rl.curves import collect_curves, run_dirs_under
     command = f"python -m irl_core rl-curves --runs {args.runs} --out {args.out}" + (" --add" if args.add else "")
     out = collect_curves(run_dirs_under(args.runs), command)
     if not out["methods"]:

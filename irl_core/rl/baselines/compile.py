@@ -313,7 +313,7 @@ def train(base: GridTransformer, cfg: CompILEConfig, run: Run, seed: int = 0, pr
 
 
 class CompILESwitcher(nn.Module):
-    """CompILE behind the interface that :class:`irl_core.internal_rl.InternalEnv` drives.
+    """CompILE behind the interface that :class:`irl_core.rl.internal.InternalEnv` drives.
 
     ``decode`` is CompILE's hypernetwork; the switching rule asks for a new code every ``every`` primitive
     steps (see the module docstring). The state's ``h`` counts the steps taken so far; ``g`` is unused.

@@ -11,7 +11,7 @@ from torch import nn
 
 from irl_core.device import resolve_device
 from irl_core.envs.grid import BatchedGridPinpad
-from irl_core.internal_rl import InternalRLConfig, Rollout, RolloutNoise, ppo_objective, sample_categorical
+from irl_core.rl.ppo import InternalRLConfig, Rollout, RolloutNoise, ppo_objective, sample_categorical
 from irl_core.models.transformer import GridTransformer
 
 
