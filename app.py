@@ -1,4 +1,4 @@
-"""The app: `streamlit run app.py`. Pages live in pages/ and only read artifacts through irl_core.
+"""The app: `streamlit run app.py`. Pages live in app_pages/ and only read artifacts through irl_core.
 
 The sidebar (environment, checkpoint set, device; irl_core.app_state) is drawn here, before any page, and
 imports no torch, so the app opens quickly; pages read the choice with ``app_state.current()``.

@@ -46,18 +46,18 @@ class Page:
 
 
 _PAGES = (
-    Page("pages/grid/overview.py", "Overview", ":material/home:", ""),
-    Page("pages/grid/base_model.py", "Linear probes", ":material/layers:", "probes"),
-    Page("pages/grid/switching.py", "Switching", ":material/timeline:", "switching"),
-    Page("pages/grid/rate_distortion.py", "Rate–distortion", ":material/scatter_plot:", "rate-distortion"),
-    Page("pages/grid/steering.py", "Steering", ":material/joystick:", "steering"),
-    Page("pages/grid/internal_rl.py", "Internal RL", ":material/trending_up:", "internal-rl"),
+    Page("app_pages/grid/overview.py", "Overview", ":material/home:", ""),
+    Page("app_pages/grid/base_model.py", "Linear probes", ":material/layers:", "probes"),
+    Page("app_pages/grid/switching.py", "Switching", ":material/timeline:", "switching"),
+    Page("app_pages/grid/rate_distortion.py", "Rate–distortion", ":material/scatter_plot:", "rate-distortion"),
+    Page("app_pages/grid/steering.py", "Steering", ":material/joystick:", "steering"),
+    Page("app_pages/grid/internal_rl.py", "Internal RL", ":material/trending_up:", "internal-rl"),
 )
 
 
 _ANT_PAGES = (
-    Page("pages/ant/overview.py", "Overview", ":material/home:", ""),
-    Page("pages/ant/rollouts.py", "Rollouts", ":material/movie:", "ant-rollouts"),
+    Page("app_pages/ant/overview.py", "Overview", ":material/home:", ""),
+    Page("app_pages/ant/rollouts.py", "Rollouts", ":material/movie:", "ant-rollouts"),
 )
 
 

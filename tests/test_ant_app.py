@@ -20,7 +20,7 @@ from irl_core.envs import ant as A
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "ant"
-OVERVIEW, ROLLOUTS = (str(ROOT / "pages" / "ant" / f"{n}.py") for n in ("overview", "rollouts"))
+OVERVIEW, ROLLOUTS = (str(ROOT / "app_pages" / "ant" / f"{n}.py") for n in ("overview", "rollouts"))
 
 
 @pytest.fixture(autouse=True)
@@ -181,16 +181,16 @@ def test_a_render_survives_leaving_the_page():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state[app_state.ENV_KEY] = "ant"
     at.run()
-    at.switch_page("pages/ant/rollouts.py").run()
+    at.switch_page("app_pages/ant/rollouts.py").run()
     at = _new_rollout(at, size="160×160", steps=10)
     at.selectbox(key="ant_task").set_value("3-2-1 (pretraining)").run()
     at.button(key="ant_render").click().run()
     assert at.get("progress") or at.get("video")
-    at.switch_page("pages/ant/overview.py").run()
+    at.switch_page("app_pages/ant/overview.py").run()
     assert not at.exception and "Ant-pinpad" in [t.value for t in at.title]
     (job,) = M.render_queue().jobs()
     assert M.render_queue().wait(job.key, timeout=90).state == "done"
-    at.switch_page("pages/ant/rollouts.py").run()
+    at.switch_page("app_pages/ant/rollouts.py").run()
     assert not at.exception and len(at.get("video")) == 1
     assert any("task" in m.value and ">3<" in m.value and "after 10 steps" in m.value for m in at.markdown)
 

@@ -21,7 +21,7 @@ G5, G7 = app_state.SHIPPED_LABELS["grid5"], app_state.SHIPPED_LABELS["grid"]  # 
 
 
 def _page(name: str) -> str:
-    return str(ROOT / "pages" / "grid" / f"{name}.py")
+    return str(ROOT / "app_pages" / "grid" / f"{name}.py")
 
 
 def _run(path: str, set_dir: Path | None = None, **state) -> AppTest:

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [*ROOT.glob("irl_core/**/*.py"), *ROOT.glob("pages/**/*.py"), *ROOT.glob("tests/*.py"),
+SOURCES = [*ROOT.glob("irl_core/**/*.py"), *ROOT.glob("app_pages/**/*.py"), *ROOT.glob("tests/*.py"),
            *ROOT.glob("scripts/*"), ROOT / "app.py", ROOT / "README.md", ROOT / "BENCHMARKS.md"]
 
 

@@ -90,7 +90,7 @@ def test_paths_and_app_state_stay_light():
 def test_readme_layout_names_every_module():
     readme = (ROOT / "README.md").read_text()
     tree = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    files = [p for p in [*PACKAGE.rglob("*.py"), *(ROOT / "pages").rglob("*.py")] if p.name != "__init__.py"
+    files = [p for p in [*PACKAGE.rglob("*.py"), *(ROOT / "app_pages").rglob("*.py")] if p.name != "__init__.py"
              or p.parent.name == "cli"]
     missing = [str(p.relative_to(ROOT)) for p in files if str(p.relative_to(ROOT)) not in tree]
     assert missing == []

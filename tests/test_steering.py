@@ -24,7 +24,7 @@ from irl_core.latent_map import Projection, code_steering, fit_projection, laten
 from irl_core.steering import episode_layout, paper_outcome, steer, steer_batch
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "grid" / "steering.py")
+PAGE = str(ROOT / "app_pages" / "grid" / "steering.py")
 
 
 @pytest.fixture(scope="module")

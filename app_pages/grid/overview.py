@@ -20,7 +20,7 @@ c2.markdown("**2 · Discover**  \nA metacontroller writes ê = e + U(z) e at mid
 c3.markdown("**3 · Internal RL**  \nA policy picks a new code z only when β switches; the rest is frozen.")
 
 sel = app_state.current()
-world = sel.world if sel.grid else None  # the ant has its own overview (pages/ant/overview.py)
+world = sel.world if sel.grid else None  # the ant has its own overview (app_pages/ant/overview.py)
 st.header("Gridworld-pinpad" + (f": {world.name}, {world.title}" if world else ""))
 left, right = st.columns([1, 2])
 with left:
