@@ -110,6 +110,26 @@ def test_wrong_colour_terminates(task):
     assert term[0] and reward[0] == 0.0 and A.EVENTS[event[0]] == "wrong_colour"
 
 
+def test_any_of_succeeds_on_completing_any_task_and_fails_off_all_of_them():
+    b = A.AntPinpadBatch(1)
+    b.seed(0, 0)
+
+    def visit(colours):
+        b.reset_one(0, task="0-3-2", layout=LAYOUT, start=START, any_of=ANT_PRETRAIN_TASKS)
+        for c in colours:
+            _, term, _, event = b.teleport_step(0, CENTRE[c])
+            if term[0]:
+                return A.EVENTS[event[0]]
+            b.teleport_step(0, (2.5, 2.5))
+        return ""
+    assert visit([2, 1, 3]) == "success" and b.tasks[0] == (2, 1, 3)   # not the drawn task: another one
+    assert visit([1, 3, 1]) == "success" and b.tasks[0] == (1, 3, 1)
+    assert visit([0, 1]) == "wrong_colour"                              # no pretraining task starts 0-1
+    assert visit([3, 2]) == "" and b.progress[0] == 2                   # 3-2-0 or 3-2-1 still possible
+    b.reset_one(0, task="0-3-2", layout=LAYOUT, start=START)            # without any_of: the drawn task only
+    assert A.EVENTS[b.teleport_step(0, CENTRE[2])[3][0]] == "wrong_colour"
+
+
 def test_visit_counted_on_entry_only():
     env = A.AntPinpadEnv(task="0-3-2")
     env.reset(seed=0, options={"layout": LAYOUT, "start": START})

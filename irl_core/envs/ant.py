@@ -194,6 +194,7 @@ class AntPinpadBatch:
         self.qvel = np.zeros((n, self.model.nv))
         self.layout = np.full((n, G, G), EMPTY_CODE, dtype=np.int8)
         self.tasks: list[tuple[int, ...]] = [ANT_PRETRAIN_TASKS[0]] * n
+        self.accept: list[tuple[tuple[int, ...], ...]] = [(ANT_PRETRAIN_TASKS[0],)] * n  # see reset_one(any_of=)
         self.progress = np.zeros(n, dtype=np.int64)
         self.cell = np.zeros((n, 2), dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
@@ -222,12 +223,17 @@ class AntPinpadBatch:
         self.rngs[i] = np.random.default_rng(seed)
 
     def reset_one(self, i: int, task: Sequence[int] | str | None = None, layout: np.ndarray | None = None,
-                  start: tuple[int, int] | None = None) -> None:
-        """New episode in slot ``i``: random layout/start unless given, random pretraining task unless given."""
+                  start: tuple[int, int] | None = None, any_of: Sequence[Sequence[int]] | None = None) -> None:
+        """New episode in slot ``i``: random layout/start unless given, random pretraining task unless given.
+
+        ``any_of`` (tasks) makes the episode succeed on completing *any* of them: entering a colour is wrong
+        only when the colours entered so far are a prefix of none, and ``tasks[i]`` follows the first task
+        that still matches. This judges a policy that is not told its task (the ant base model alone)."""
         rng = self.rngs[i]
         if task is None:
             task = ANT_PRETRAIN_TASKS[int(rng.integers(len(ANT_PRETRAIN_TASKS)))]
         task = parse_task(task, "ant")
+        self.accept[i] = (task,) if any_of is None else tuple(parse_task(t, "ant") for t in any_of)
         if layout is None:
             layout, rand_start = sample_layout(rng)
             start = start if start is not None else rand_start
@@ -322,10 +328,14 @@ class AntPinpadBatch:
             elif not inside[i] or code[i] == WALL_CODE:
                 terminated[i], event[i] = True, EVENTS.index("wall")
             elif entered[i] and code[i] >= 0:
-                task = self.tasks[i]
-                if code[i] == task[self.progress[i]]:
+                k = int(self.progress[i])
+                seen = self.tasks[i][:k] + (int(code[i]),)
+                matches = [t for t in self.accept[i] if len(t) > k and t[:k + 1] == seen]
+                match = next((t for t in matches if len(t) == k + 1), matches[0] if matches else None)
+                if match is not None:
+                    self.tasks[i] = match
                     self.progress[i] += 1
-                    if self.progress[i] == len(task):
+                    if self.progress[i] == len(match):
                         terminated[i], event[i], reward[i] = True, EVENTS.index("success"), 1.0
                 else:
                     terminated[i], event[i] = True, EVENTS.index("wrong_colour")

@@ -595,7 +595,7 @@ class ExpertActor:
 
 
 def run_episodes(expert, tasks, episodes: int, seed: int = 0, n_parallel: int = 32,
-                 record: bool = False, offset: int = 0) -> dict:
+                 record: bool = False, offset: int = 0, any_task: bool = False) -> dict:
     """Run ``episodes`` episodes (tasks cycled in order) with ``expert`` (an :class:`AntExpert`, or any actor
     with :class:`ExpertActor`'s ``start``/``act``, such as the ant base model's); episode ``j`` (counted from
     ``offset``) is seeded from ``[seed, j]`` and plays task ``tasks[j % len(tasks)]``.
@@ -603,7 +603,9 @@ def run_episodes(expert, tasks, episodes: int, seed: int = 0, n_parallel: int = 
     Returns ``success`` (E,), ``length`` (E,), ``event`` (E,) list of str, ``task`` list, ``layout`` (E,4,4), ``start`` (E,2)
     and, with ``record``, per-episode ``obs`` (L, 41), ``actions`` (L, 8), ``progress`` (L,) and ``uv``
     (L+1, 2) torso positions in cell units before every action and after the last one.
-    Results do not depend on ``n_parallel`` (every episode has its own random stream).
+    Results do not depend on ``n_parallel`` (every episode has its own random stream). With ``any_task`` an
+    episode succeeds on completing any of ``tasks`` (``AntPinpadBatch.reset_one(any_of=)``; ``task`` then
+    reports the one it followed), for a policy that is not told its task.
     """
     tasks = [tuple(t) for t in tasks]
     actor = ExpertActor(expert) if isinstance(expert, AntExpert) else expert
@@ -625,7 +627,7 @@ def run_episodes(expert, tasks, episodes: int, seed: int = 0, n_parallel: int = 
         next_ep += 1
         g = offset + j
         batch.seed(i, np.random.SeedSequence([seed, g]).generate_state(1)[0])
-        batch.reset_one(i, task=tasks[g % len(tasks)])
+        batch.reset_one(i, task=tasks[g % len(tasks)], any_of=tasks if any_task else None)
         out["start"][j] = batch.cell[i]
         slot_ep[i] = j
         actor.start(i, torch.Generator().manual_seed(int(np.random.SeedSequence([seed, g, 1]).generate_state(1)[0])))
@@ -665,13 +667,15 @@ def run_episodes(expert, tasks, episodes: int, seed: int = 0, n_parallel: int = 
     return out
 
 
-def evaluate(expert, tasks, episodes: int, seed: int = 0) -> dict:
+def evaluate(expert, tasks, episodes: int, seed: int = 0, any_task: bool = False) -> dict:
     """Success rate, mean length (all and successful episodes) and termination counts, of the expert or of
-    any actor (see :func:`run_episodes`)."""
-    res = run_episodes(expert, tasks, episodes, seed)
+    any actor (see :func:`run_episodes`; ``any_task``: success is completing any of ``tasks``)."""
+    res = run_episodes(expert, tasks, episodes, seed, any_task=any_task)
     events = {e: int(sum(1 for x in res["event"] if x == e)) for e in ("success", "wrong_colour", "wall", "height", "timeout")}
     succ = res["success"]
-    solvable = np.array([task_solvable(res["layout"][j], tuple(res["start"][j]), res["task"][j]) for j in range(episodes)])
+    judged = [tuple(t) for t in tasks] if any_task else None
+    solvable = np.array([any(task_solvable(res["layout"][j], tuple(res["start"][j]), t) for t in (judged or [res["task"][j]]))
+                         for j in range(episodes)])
     return {"episodes": episodes, "success_rate": float(succ.mean()),
             "solvable_fraction": float(solvable.mean()),
             "success_rate_on_solvable": float(succ[solvable].mean()) if solvable.any() else None,
