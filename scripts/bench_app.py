@@ -49,7 +49,7 @@ from browser_support import ARTIFACTS, CHROMIUM, IDLE, INSTALL_HINT, AppServer, 
 from irl_core.app_state import pages  # noqa: E402
 
 SET = ROOT / "checkpoints" / "grid"
-W, H, ML, MR, MT, MB = 520, 420, 16, 16, 40, 28  # the latent map's SVG geometry (app_pages/grid/steering.py MAP_JS)
+W, H, ML, MR, MT, MB = 520, 420, 16, 16, 40, 28  # the latent map's SVG geometry (assets/latent_map/map.js)
 RESULT = ".st-key-steer_result"
 # true once the app is idle after a script run: idle, and either a run was seen or the page's title is drawn
 AFTER_RUN_JS = """() => { const a = document.querySelector("[data-testid='stApp']");

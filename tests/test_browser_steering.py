@@ -15,7 +15,7 @@ import torch
 
 pytest_plugins = ["browser_support"]
 
-# the map's SVG geometry (app_pages/grid/steering.py MAP_JS): viewBox and plot-area margins
+# the map's SVG geometry (assets/latent_map/map.js): viewBox and plot-area margins
 W, H, ML, MR, MT, MB = 520, 420, 16, 16, 40, 28
 RESULT = ".st-key-steer_result"
 

@@ -13,6 +13,7 @@ from irl_core.checkpoints import CheckpointError, read_json
 from irl_core.envs.tasks import TaskError, format_task, parse_task
 from irl_core.latent_map import Projection, file_digest, validate_latent_map
 from irl_core.palette import COLOURS, subgoal_palette
+from irl_core.paths import REPO_ROOT
 from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
 from irl_core.reports import command_for
 from irl_core.steering import LAYOUT_SEED_MAX, steer
@@ -167,101 +168,11 @@ def visits_html(r: dict) -> str:
     return main + more
 
 
-# --- the latent map component (inline SVG + plain JS; nothing from a CDN) -------------------------------
-MAP_HTML = """<div class="lm"><svg class="lm-svg" role="img" aria-label="latent map"></svg>
-<div class="lm-read"></div></div>"""
-MAP_CSS = """
-.lm { font: 12px sans-serif; color: var(--st-text-color, #222); user-select: none; }
-.lm-svg { width: 100%; max-width: 560px; height: auto; touch-action: none; cursor: crosshair;
-          background: var(--st-secondary-background-color, #f7f7f7); border-radius: 6px; display: block; }
-.lm-read { margin-top: 4px; font-family: monospace; font-size: 11px; min-height: 1.3em; }
-.lm-marker { cursor: grab; }
-"""
-MAP_JS = r"""
-export default function (component) {
-  const { data, parentElement, setStateValue } = component;
-  const svg = parentElement.querySelector('.lm-svg');
-  const read = parentElement.querySelector('.lm-read');
-  if (!svg || !data) return;
-  const NS = 'http://www.w3.org/2000/svg';
-  const W = 520, H = 420, ML = 16, MR = 16, MT = 40, MB = 28;
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const [x0, x1] = data.bounds.x, [y0, y1] = data.bounds.y;
-  const px = (x) => ML + (x - x0) / (x1 - x0) * (W - ML - MR);
-  const py = (y) => H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
-  const ux = (p) => x0 + (p - ML) / (W - ML - MR) * (x1 - x0);
-  const uy = (p) => y0 + (H - MB - p) / (H - MT - MB) * (y1 - y0);
-  const el = (tag, attrs, parent) => {
-    const e = document.createElementNS(NS, tag);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    (parent || svg).appendChild(e);
-    return e;
-  };
-  // axes through the origin of the plane (the mean code)
-  el('rect', { x: ML, y: MT, width: W - ML - MR, height: H - MT - MB, fill: 'none', stroke: '#ddd' });
-  el('line', { x1: px(0), x2: px(0), y1: MT, y2: H - MB, stroke: '#bbb', 'stroke-dasharray': '3 3' });
-  el('line', { x1: ML, x2: W - MR, y1: py(0), y2: py(0), stroke: '#bbb', 'stroke-dasharray': '3 3' });
-  el('text', { x: W - MR, y: H - 9, 'text-anchor': 'end', fill: '#666' }).textContent = data.xlabel + ' →';
-  el('text', { x: ML + 4, y: MT + 14, fill: '#666' }).textContent = '↑ ' + data.ylabel;
-  const g = el('g', { 'pointer-events': 'none' });
-  const pts = data.points, lab = data.labels, pal = data.palette;
-  for (let i = 0; i < pts.length; i++) {
-    el('circle', { cx: px(pts[i][0]).toFixed(1), cy: py(pts[i][1]).toFixed(1), r: 3,
-                   fill: lab[i] >= 0 ? pal[lab[i]] : '#999', 'fill-opacity': 0.75,
-                   stroke: '#333', 'stroke-opacity': 0.25, 'stroke-width': 0.5 }, g);
-  }
-  for (const c of data.centroids) {
-    el('text', { x: px(c.xy[0]), y: py(c.xy[1]) + 4, 'text-anchor': 'middle', 'font-weight': 700,
-                 'font-size': 14, fill: '#111', stroke: '#fff', 'stroke-width': 3, 'paint-order': 'stroke' }, g)
-      .textContent = c.name;
-  }
-  // legend
-  data.names.forEach((n, i) => {
-    el('circle', { cx: ML + 6 + i * 112, cy: 18, r: 5, fill: pal[i] });
-    el('text', { x: ML + 14 + i * 112, y: 22, fill: '#444' }).textContent = n;
-  });
-  // the draggable selection
-  const mk = el('g', { class: 'lm-marker' });
-  el('circle', { r: 11, fill: 'none', stroke: '#000', 'stroke-width': 2.5 }, mk);
-  el('circle', { r: 3, fill: '#000' }, mk);
-  el('line', { x1: -17, x2: -8, y1: 0, y2: 0, stroke: '#000', 'stroke-width': 2 }, mk);
-  el('line', { x1: 8, x2: 17, y1: 0, y2: 0, stroke: '#000', 'stroke-width': 2 }, mk);
-  el('line', { x1: 0, x2: 0, y1: -17, y2: -8, stroke: '#000', 'stroke-width': 2 }, mk);
-  el('line', { x1: 0, x2: 0, y1: 8, y2: 17, stroke: '#000', 'stroke-width': 2 }, mk);
-  const code = (x, y) => data.mean.map((m, j) => m + x * data.components[0][j] + y * data.components[1][j]);
-  const show = (x, y) => {
-    mk.setAttribute('transform', `translate(${px(x).toFixed(1)},${py(y).toFixed(1)})`);
-    read.textContent = `(x, y) = (${x.toFixed(2)}, ${y.toFixed(2)})   z = [${code(x, y).map((v) => v.toFixed(2)).join(', ')}]`;
-  };
-  let cur = { x: data.selected.x, y: data.selected.y };
-  show(cur.x, cur.y);
-  const toUser = (ev) => {
-    const r = svg.getBoundingClientRect();
-    const sx = (ev.clientX - r.left) / r.width * W, sy = (ev.clientY - r.top) / r.height * H;
-    const cx = Math.min(W - MR, Math.max(ML, sx)), cy = Math.min(H - MB, Math.max(MT, sy));
-    return { x: ux(cx), y: uy(cy) };
-  };
-  let dragging = false;
-  svg.onpointerdown = (ev) => {
-    dragging = true;
-    try { svg.setPointerCapture(ev.pointerId); } catch (e) {}
-    cur = toUser(ev); show(cur.x, cur.y);
-    ev.preventDefault();
-  };
-  svg.onpointermove = (ev) => { if (dragging) { cur = toUser(ev); show(cur.x, cur.y); } };
-  const finish = (ev) => {
-    if (!dragging) return;
-    dragging = false;
-    cur = toUser(ev); show(cur.x, cur.y);
-    setStateValue('xy', { x: Number(cur.x.toFixed(4)), y: Number(cur.y.toFixed(4)) });
-  };
-  svg.onpointerup = finish;
-  svg.onpointercancel = () => { dragging = false; };
-  return () => { svg.onpointerdown = svg.onpointermove = svg.onpointerup = svg.onpointercancel = null; };
-}
-"""
-latent_map_component = st.components.v2.component("irl_core_latent_map", html=MAP_HTML, css=MAP_CSS, js=MAP_JS)
+# --- the latent map component (assets/latent_map: inline SVG + plain JS; nothing from a CDN) ---------------
+MAP_ASSETS = REPO_ROOT / "assets" / "latent_map"  # map.html, map.css, map.js
+latent_map_component = st.components.v2.component(
+    "irl_core_latent_map", html=(MAP_ASSETS / "map.html").read_text(), css=(MAP_ASSETS / "map.css").read_text(),
+    js=(MAP_ASSETS / "map.js").read_text())
 
 
 # --- inputs ---------------------------------------------------------------------------------------------
@@ -314,123 +225,136 @@ layout_seed = int(layout_seed)
 MODES = {"gt": "Ground-truth subgoal controller", "latent": "Latent code z (metacontroller)", "none": "No control"}
 
 
-@st.fragment
-def controller_and_rollouts() -> None:
-    """The controller, its code and the two rollouts: a fragment, so that a new code (a click on the latent map,
-    a slider, a subgoal) reruns only this part of the page, not the layout and task inputs above it."""
-    mode = st.radio("Controller", list(MODES), format_func=MODES.get, horizontal=True, key="steer_mode")
-
+def gt_spec():
+    """The ground-truth controller chosen (a subgoal, or the task's sequence): (spec, available)."""
     spec, mode_ok = None, True
-    if mode == "gt":
-        gt, gt_err = ok(models, set_dir, device, "gt_controllers")
-        if gt is None:
-            st.warning(f"The ground-truth controllers are not available: {gt_err}")
-            mode_ok = False
-        else:
-            choices = [*range(world.n_subgoals), "gt-sequence"]
-            spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
-                            format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
-                            else f"{SUBGOAL_NAMES[g]}")
-            try:
-                rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
-                st.caption(f"These controllers (trained on this base model) succeed on "
-                           f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
-                           f"order (mean {rep['mean_colours_completed']:.2f} of {len(world.heldout_task)} colours)"
-                           + (": this base model has not learned to be steered by them, an honest negative result."
-                              if rep["success_rate"] < 0.05 else "."))
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-    elif mode == "latent":
-        loaded, meta_err = ok(models, set_dir, device, "metacontroller")
-        if loaded is None:
-            st.warning(f"No metacontroller to decode codes: {meta_err}. The ground-truth controllers still work.")
-            mode_ok = False
-        else:
-            meta, _, meta_layer, digest = loaded
-            n_z = meta.cfg.n_z
-            report, map_err = ok(load_map, set_dir, stamp(Path(set_dir) / "reports" / "latent_map.json"))
-            if report is not None and len(report["projection"]["mean"]) != n_z:
-                report, map_err = None, f"the latent map has codes of size {len(report['projection']['mean'])}, the metacontroller {n_z}"
-            how = st.radio("Set the code", ["map", "sliders"], horizontal=True, key="steer_how",
-                           format_func={"map": "on the latent map", "sliders": f"with {n_z} sliders"}.get)
-            if how == "map":
-                if report is None:
-                    st.warning(f"No latent map: {map_err}")
-                    mode_ok = False
-                else:
-                    proj = Projection.from_dict(report["projection"])
-                    if report.get("metacontroller_sha256") not in (None, digest):
-                        st.info("This latent map was made from another metacontroller than the one loaded; remake it with "
-                                f"`{command_for('latent_map', set_dir)}`.")
-                    left, right = st.columns([3, 2])
-                    cents = report.get("centroids", {})
-                    if "map_xy" not in st.session_state:
-                        st.session_state.map_xy = {"x": 0.0, "y": 0.0}
-                    with right:
-                        st.markdown("**Codes of discovered segments** on held-out pretraining episodes, projected to the "
-                                    "plane of their two principal components and coloured by the subgoal each segment "
-                                    "pursued. **Click or drag** on the map to pick a code; letters mark each subgoal's "
-                                    "mean code.")
-                        ev = report["explained_variance_ratio"]
-                        st.caption(f"{report['n_segments']:,} segments from {report['episodes']} episodes "
-                                   f"({report['segments_per_episode']:.2f} per episode; majority-label purity "
-                                   f"{report['mean_purity']:.2f}); the plane holds {ev[0] + ev[1]:.0%} of the codes' "
-                                   f"variance; nearest-mean subgoal accuracy in R^{n_z}: {report['centroid_accuracy']:.2f}.")
-                        bcols = st.columns(max(1, len(cents)) + 1)
-
-                        def _pick(xy):
-                            st.session_state.map_xy = {"x": float(xy[0]), "y": float(xy[1])}
-
-                        def _on_map_change():
-                            """The component sent a new point (a click, or the end of a drag): runs before the script,
-                            so that this run already draws and steers with it."""
-                            state = st.session_state.get("steer_map") or {}
-                            got = state.get("xy") if hasattr(state, "get") else None
-                            if isinstance(got, dict) and "x" in got and "y" in got:
-                                st.session_state.map_xy = {"x": float(got["x"]), "y": float(got["y"])}
-
-                        for i, (g, c) in enumerate(sorted(cents.items())):
-                            bcols[i].button(SUBGOAL_NAMES[int(g)][0], key=f"steer_cent{g}", on_click=_pick, args=(c["xy"],),
-                                            help=f"the mean code of the {c['count']} segments that pursued {SUBGOAL_NAMES[int(g)]}")
-                        bcols[-1].button("0", key="steer_cent_mean", on_click=_pick, args=((0.0, 0.0),),
-                                         help="the mean of all codes")
-                    with left:
-                        shown = np.unique(np.linspace(0, len(report["points"]) - 1, MAX_MAP_POINTS).astype(int)) \
-                            if len(report["points"]) > MAX_MAP_POINTS else np.arange(len(report["points"]))
-                        data = {"points": [[round(report["points"][i][0], 3), round(report["points"][i][1], 3)] for i in shown],
-                                "labels": [report["labels"][i] for i in shown],
-                                "palette": list(SUBGOAL_COLOURS), "names": list(SUBGOAL_NAMES),
-                                "bounds": report["bounds"], "selected": st.session_state.map_xy,
-                                "centroids": [{"name": SUBGOAL_NAMES[int(g)][0], "xy": c["xy"]} for g, c in cents.items()],
-                                "mean": proj.mean.tolist(), "components": proj.components.tolist(),
-                                "xlabel": f"PC 1 ({ev[0]:.0%})", "ylabel": f"PC 2 ({ev[1]:.0%})"}
-                        latent_map_component(key="steer_map", data=data, on_xy_change=_on_map_change)
-                    xy = st.session_state.map_xy
-                    spec = tuple(round(float(v), 5) for v in proj.to_code([xy["x"], xy["y"]]))
-            else:
-                try:
-                    limit = float(np.ceil(np.abs(np.asarray(report["codes"], dtype=float)).max())) if report else 3.0
-                except (KeyError, ValueError, TypeError):
-                    limit = 3.0
-                limit = max(limit, 1.0)
-                if report is not None and st.button("Start from the map's selected code"):
-                    code = Projection.from_dict(report["projection"]).to_code(
-                        [st.session_state.get("map_xy", {"x": 0})["x"], st.session_state.get("map_xy", {"y": 0})["y"]])
-                    for i in range(n_z):
-                        st.session_state[f"steer_z{i}"] = float(np.clip(code[i], -limit, limit))
-                for i in range(n_z):  # keep values from another checkpoint set inside this one's range
-                    st.session_state[f"steer_z{i}"] = float(np.clip(st.session_state.get(f"steer_z{i}", 0.0), -limit, limit))
-                cols = st.columns(4)
-                spec = tuple(float(cols[i % 4].slider(f"z{i + 1}", -limit, limit, step=0.05, key=f"steer_z{i}"))
-                             for i in range(n_z))
-            if spec is not None:
-                st.caption("z = [" + ", ".join(f"{v:.2f}" for v in spec) + f"] — decoded at layer {meta_layer}")
-
-    # --- the rollouts ---------------------------------------------------------------------------------------
-    if not mode_ok:
-        spec_mode = "none"
+    gt, gt_err = ok(models, set_dir, device, "gt_controllers")
+    if gt is None:
+        st.warning(f"The ground-truth controllers are not available: {gt_err}")
+        mode_ok = False
     else:
-        spec_mode = mode
+        choices = [*range(world.n_subgoals), "gt-sequence"]
+        spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
+                        format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
+                        else f"{SUBGOAL_NAMES[g]}")
+        try:
+            rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
+            st.caption(f"These controllers (trained on this base model) succeed on "
+                       f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
+                       f"order (mean {rep['mean_colours_completed']:.2f} of {len(world.heldout_task)} colours)"
+                       + (": this base model has not learned to be steered by them, an honest negative result."
+                          if rep["success_rate"] < 0.05 else "."))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return spec, mode_ok
+
+
+def map_spec(report, map_err, digest, n_z: int):
+    """The code picked on the latent map (a click, a drag or a subgoal's mean): (spec, available)."""
+    spec, mode_ok = None, True
+    if report is None:
+        st.warning(f"No latent map: {map_err}")
+        mode_ok = False
+    else:
+        proj = Projection.from_dict(report["projection"])
+        if report.get("metacontroller_sha256") not in (None, digest):
+            st.info("This latent map was made from another metacontroller than the one loaded; remake it with "
+                    f"`{command_for('latent_map', set_dir)}`.")
+        left, right = st.columns([3, 2])
+        cents = report.get("centroids", {})
+        if "map_xy" not in st.session_state:
+            st.session_state.map_xy = {"x": 0.0, "y": 0.0}
+        with right:
+            st.markdown("**Codes of discovered segments** on held-out pretraining episodes, projected to the "
+                        "plane of their two principal components and coloured by the subgoal each segment "
+                        "pursued. **Click or drag** on the map to pick a code; letters mark each subgoal's "
+                        "mean code.")
+            ev = report["explained_variance_ratio"]
+            st.caption(f"{report['n_segments']:,} segments from {report['episodes']} episodes "
+                       f"({report['segments_per_episode']:.2f} per episode; majority-label purity "
+                       f"{report['mean_purity']:.2f}); the plane holds {ev[0] + ev[1]:.0%} of the codes' "
+                       f"variance; nearest-mean subgoal accuracy in R^{n_z}: {report['centroid_accuracy']:.2f}.")
+            bcols = st.columns(max(1, len(cents)) + 1)
+
+            def _pick(xy):
+                st.session_state.map_xy = {"x": float(xy[0]), "y": float(xy[1])}
+
+            def _on_map_change():
+                """The component sent a new point (a click, or the end of a drag): runs before the script,
+                so that this run already draws and steers with it."""
+                state = st.session_state.get("steer_map") or {}
+                got = state.get("xy") if hasattr(state, "get") else None
+                if isinstance(got, dict) and "x" in got and "y" in got:
+                    st.session_state.map_xy = {"x": float(got["x"]), "y": float(got["y"])}
+
+            for i, (g, c) in enumerate(sorted(cents.items())):
+                bcols[i].button(SUBGOAL_NAMES[int(g)][0], key=f"steer_cent{g}", on_click=_pick, args=(c["xy"],),
+                                help=f"the mean code of the {c['count']} segments that pursued {SUBGOAL_NAMES[int(g)]}")
+            bcols[-1].button("0", key="steer_cent_mean", on_click=_pick, args=((0.0, 0.0),),
+                             help="the mean of all codes")
+        with left:
+            shown = np.unique(np.linspace(0, len(report["points"]) - 1, MAX_MAP_POINTS).astype(int)) \
+                if len(report["points"]) > MAX_MAP_POINTS else np.arange(len(report["points"]))
+            data = {"points": [[round(report["points"][i][0], 3), round(report["points"][i][1], 3)] for i in shown],
+                    "labels": [report["labels"][i] for i in shown],
+                    "palette": list(SUBGOAL_COLOURS), "names": list(SUBGOAL_NAMES),
+                    "bounds": report["bounds"], "selected": st.session_state.map_xy,
+                    "centroids": [{"name": SUBGOAL_NAMES[int(g)][0], "xy": c["xy"]} for g, c in cents.items()],
+                    "mean": proj.mean.tolist(), "components": proj.components.tolist(),
+                    "xlabel": f"PC 1 ({ev[0]:.0%})", "ylabel": f"PC 2 ({ev[1]:.0%})"}
+            latent_map_component(key="steer_map", data=data, on_xy_change=_on_map_change)
+        xy = st.session_state.map_xy
+        spec = tuple(round(float(v), 5) for v in proj.to_code([xy["x"], xy["y"]]))
+    return spec, mode_ok
+
+
+def slider_spec(report, n_z):
+    """The code set with one slider per dimension (optionally started from the map's point)."""
+    try:
+        limit = float(np.ceil(np.abs(np.asarray(report["codes"], dtype=float)).max())) if report else 3.0
+    except (KeyError, ValueError, TypeError):
+        limit = 3.0
+    limit = max(limit, 1.0)
+    if report is not None and st.button("Start from the map's selected code"):
+        code = Projection.from_dict(report["projection"]).to_code(
+            [st.session_state.get("map_xy", {"x": 0})["x"], st.session_state.get("map_xy", {"y": 0})["y"]])
+        for i in range(n_z):
+            st.session_state[f"steer_z{i}"] = float(np.clip(code[i], -limit, limit))
+    for i in range(n_z):  # keep values from another checkpoint set inside this one's range
+        st.session_state[f"steer_z{i}"] = float(np.clip(st.session_state.get(f"steer_z{i}", 0.0), -limit, limit))
+    cols = st.columns(4)
+    spec = tuple(float(cols[i % 4].slider(f"z{i + 1}", -limit, limit, step=0.05, key=f"steer_z{i}"))
+                 for i in range(n_z))
+    return spec
+
+
+def latent_spec():
+    """The metacontroller's code, set on the latent map or with sliders: (spec, available)."""
+    spec, mode_ok = None, True
+    loaded, meta_err = ok(models, set_dir, device, "metacontroller")
+    if loaded is None:
+        st.warning(f"No metacontroller to decode codes: {meta_err}. The ground-truth controllers still work.")
+        mode_ok = False
+    else:
+        meta, _, meta_layer, digest = loaded
+        n_z = meta.cfg.n_z
+        report, map_err = ok(load_map, set_dir, stamp(Path(set_dir) / "reports" / "latent_map.json"))
+        if report is not None and len(report["projection"]["mean"]) != n_z:
+            report, map_err = None, f"the latent map has codes of size {len(report['projection']['mean'])}, the metacontroller {n_z}"
+        how = st.radio("Set the code", ["map", "sliders"], horizontal=True, key="steer_how",
+                       format_func={"map": "on the latent map", "sliders": f"with {n_z} sliders"}.get)
+        if how == "map":
+            spec, mode_ok = map_spec(report, map_err, digest, n_z)
+        else:
+            spec = slider_spec(report, n_z)
+        if spec is not None:
+            st.caption("z = [" + ", ".join(f"{v:.2f}" for v in spec) + f"] — decoded at layer {meta_layer}")
+    return spec, mode_ok
+
+
+def show_rollouts(mode: str, mode_ok: bool, spec) -> None:
+    """The steered rollout beside the base model alone, their outcomes, and the size of the intervention."""
+    spec_mode = mode if mode_ok else "none"
     try:
         steered = run(set_dir, device, spec_mode, spec, layout_seed, task, t0, greedy, sample_seed, diag)
         baseline = run(set_dir, device, "none", None, layout_seed, task, t0, greedy, sample_seed, diag)
@@ -466,6 +390,17 @@ def controller_and_rollouts() -> None:
             st.plotly_chart(ratio_figure(steered["delta_ratio"], t0), width="stretch", key="fig_ratio")
             st.caption("Relative size of the intervention at the controlled layer, ‖Δresid‖/‖resid‖ with Δresid = U e "
                        "(zero before t₀).")
+
+
+
+
+@st.fragment
+def controller_and_rollouts() -> None:
+    """The controller, its code and the two rollouts: a fragment, so that a new code (a click on the latent map,
+    a slider, a subgoal) reruns only this part of the page, not the layout and task inputs above it."""
+    mode = st.radio("Controller", list(MODES), format_func=MODES.get, horizontal=True, key="steer_mode")
+    spec, mode_ok = gt_spec() if mode == "gt" else latent_spec() if mode == "latent" else (None, True)
+    show_rollouts(mode, mode_ok, spec)
 
 
 controller_and_rollouts()
