@@ -250,6 +250,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
+    _register_expert_and_data(subparsers)
+    _register_base_model(subparsers)
+
+
+def _register_expert_and_data(subparsers) -> None:
+    """ant-expert, ant-eval, ant-data, ant-data-merge, video."""
     p = subparsers.add_parser("ant-expert", help="train or resume the ant-pinpad locomotion expert with PPO")
     p.add_argument("--preset", default="cpu", help="tiny (seconds, tests) or cpu (the shipped expert; default)")
     p.add_argument("--run-dir", help="run directory (default runs/ant_expert/<id>); an existing one is resumed")
@@ -290,6 +296,21 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(handler=run_data_merge)
 
+    p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
+    p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")
+    p.add_argument("--policy", default="expert", help="policy (expert)")
+    p.add_argument("--task", default="0-3-2", help="task string, e.g. 0-3-2 (default)")
+    p.add_argument("--camera", default="topdown", choices=("topdown", "chase"), help="camera (default topdown)")
+    p.add_argument("--size", type=int, default=480, help="frame width and height in pixels (default 480)")
+    p.add_argument("--mean-action", action="store_true", help="take the expert's mean action")
+    p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
+    p.add_argument("--out", required=True, help="output .mp4 file")
+    _common(p)
+    p.set_defaults(handler=run_video)
+
+
+def _register_base_model(subparsers) -> None:
+    """ant-pretrain, ant-probes, ant-gt-controllers, ant-inject."""
     p = subparsers.add_parser("ant-pretrain", help="pretrain the ant's Hawk SSM base model on a dataset D (resumable)")
     p.add_argument("--data", required=True, help="an ant-data .npz file (D, successful episodes)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Tables A5/A15) (default cpu)")
@@ -342,15 +363,3 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="write the result JSON here")
     _common(p)
     p.set_defaults(handler=run_ant_inject)
-
-    p = subparsers.add_parser("video", help="render an ant-pinpad episode as an H.264 mp4")
-    p.add_argument("--env", default="ant", choices=("ant",), help="environment (ant)")
-    p.add_argument("--policy", default="expert", help="policy (expert)")
-    p.add_argument("--task", default="0-3-2", help="task string, e.g. 0-3-2 (default)")
-    p.add_argument("--camera", default="topdown", choices=("topdown", "chase"), help="camera (default topdown)")
-    p.add_argument("--size", type=int, default=480, help="frame width and height in pixels (default 480)")
-    p.add_argument("--mean-action", action="store_true", help="take the expert's mean action")
-    p.add_argument("--checkpoint", default=DEFAULT_EXPERT, help=f"expert checkpoint (default {DEFAULT_EXPERT})")
-    p.add_argument("--out", required=True, help="output .mp4 file")
-    _common(p)
-    p.set_defaults(handler=run_video)
