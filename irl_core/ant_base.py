@@ -5,7 +5,7 @@ The model reads each slot's observation, its recurrent state is reset when the s
 action is a draw from its Gaussian (``sample=True``, as in D) or its mean, clipped to [−1, 1]. Slots are stepped
 one at a time, so that an episode does not depend on which other episodes ran beside it (batched kernels differ in
 the last bits with the batch, and the ant's dynamics amplify them). Episodes are
-seeded exactly as the expert's (``irl_core.experts.ant_expert.run_episodes``), so the base model and the
+seeded exactly as the expert's (``irl_core.experts.ant_episodes.run_episodes``), so the base model and the
 expert are compared on the same layouts, starts and tasks.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS
-from irl_core.experts.ant_expert import evaluate, run_episodes
+from irl_core.experts.ant_episodes import evaluate, run_episodes
 from irl_core.models.ant_ssm import AntSSM, AntSSMState
 
 __all__ = ["BaseModelActor", "evaluate_base_model", "run_base_episodes"]

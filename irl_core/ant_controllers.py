@@ -26,7 +26,7 @@ from irl_core.ant_pretrain import LENGTH_POOL, EpisodeBank
 from irl_core.checkpoints import load_checkpoint, load_state_into, save_checkpoint, start_or_resume, training_state
 from irl_core.envs import ant as A
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS
-from irl_core.experts.ant_expert import evaluate, run_episodes
+from irl_core.experts.ant_episodes import evaluate, run_episodes
 from irl_core.models.ant_ssm import AntSSM, ant_pretrain_loss
 from irl_core.runs import Run
 

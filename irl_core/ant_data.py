@@ -67,7 +67,7 @@ def generate_dataset(checkpoint, tasks, episodes: int, seed: int = 0, mean_actio
                      keep_failures: bool = False, progress: bool = True, max_attempts: int | None = None) -> dict:
     """Collect ``episodes`` (successful, unless ``keep_failures``) expert episodes on ``tasks`` (cycled)."""
     from tqdm import tqdm
-    from irl_core.experts.ant_expert import run_episodes
+    from irl_core.experts.ant_episodes import run_episodes
 
     expert = _load_expert(checkpoint, mean_action, seed)
     max_attempts = max_attempts or (episodes if keep_failures else 20 * episodes + 64)
@@ -155,7 +155,7 @@ def episodes(data: dict):
 def export_rollouts(checkpoint, tasks, n: int, seed: int, out, mean_action: bool = False) -> dict:
     """Write ``layout`` (N,4,4) i8, ``task`` (N,4) i8, ``xy`` (N,T,2) f32 (NaN after the episode; T = the longest
     episode + 1: positions before every action and after the last), ``length`` (N,), ``success`` (N,)."""
-    from irl_core.experts.ant_expert import run_episodes
+    from irl_core.experts.ant_episodes import run_episodes
     expert = _load_expert(checkpoint, mean_action, seed)
     res = run_episodes(expert, tasks, n, seed, record=True)
     T = int(res["length"].max()) + 1
@@ -172,7 +172,7 @@ def evaluate_report(checkpoint, episodes: int = 200, seed: int = 0, heldout_epis
     """Success and episode length on the 16 pretraining tasks and the held-out task, sampled (as D) and
     mean (as D*) actions; the shipped ``checkpoints/ant/reports/expert.json``."""
     import time
-    from irl_core.experts.ant_expert import evaluate
+    from irl_core.experts.ant_episodes import evaluate
     heldout_episodes = heldout_episodes or episodes
     t0 = time.time()
     report = {"checkpoint": str(checkpoint), "seed": seed, "cell_size": A.CELL_SIZE, "control_dt": A.CONTROL_DT}

@@ -1,4 +1,4 @@
-"""The ant expert (irl_core/experts/ant_expert.py): planner paths on hand-made layouts, yaw-invariant features,
+"""The ant expert (irl_core/experts/ant_expert.py, ant_planner.py, ant_episodes.py): planner paths on hand-made layouts, yaw-invariant features,
 checkpoints, and a tiny training run with resume."""
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import torch
 
 from irl_core.checkpoints import CheckpointError, load_checkpoint
 from irl_core.envs import ant as A
+from irl_core.experts import ant_episodes as EP
 from irl_core.experts import ant_expert as E
+from irl_core.experts import ant_planner as P
 from irl_core.runs import Run
 
 W, _ = A.WALL_CODE, A.EMPTY_CODE
@@ -25,13 +27,13 @@ def test_planner_straight_and_around_the_wall():
                 [-1, W, -1, -1],
                 [-1, -1, -1, -1],
                 [2, -1, 3, -1]])
-    assert E.shortest_path(layout, (0, 2), 1) == [(0, 3)]
-    assert E.shortest_path(layout, (2, 1), 0) == [(2, 0), (1, 0), (0, 0)]
-    path = E.shortest_path(layout, (2, 1), 0)
+    assert P.shortest_path(layout, (0, 2), 1) == [(0, 3)]
+    assert P.shortest_path(layout, (2, 1), 0) == [(2, 0), (1, 0), (0, 0)]
+    path = P.shortest_path(layout, (2, 1), 0)
     assert len(path) == 3 and (1, 1) not in path and path[-1] == (0, 0)
-    assert E.plan_action(layout, (0, 2), 1) == 1  # right
-    assert E.plan_action(layout, (1, 0), 0) == 0  # up
-    assert E.plan_action(layout, (3, 1), 2) == 3  # left
+    assert P.plan_action(layout, (0, 2), 1) == 1  # right
+    assert P.plan_action(layout, (1, 0), 0) == 0  # up
+    assert P.plan_action(layout, (3, 1), 2) == 3  # left
 
 
 def test_planner_avoids_non_target_colours():
@@ -39,11 +41,11 @@ def test_planner_avoids_non_target_colours():
                 [0, 1, 2, -1],
                 [-1, -1, W, -1],
                 [-1, -1, -1, 3]])
-    path = E.shortest_path(layout, (1, 3), 0)  # straight left would cross colours 2 and 1
+    path = P.shortest_path(layout, (1, 3), 0)  # straight left would cross colours 2 and 1
     assert path is not None and path[-1] == (1, 0)
     assert all(layout[c] == A.EMPTY_CODE for c in path[:-1])
     assert len(path) == 5  # (0,3) (0,2) (0,1) (0,0) (1,0)
-    dist = E.distance_map(layout, 0)
+    dist = P.distance_map(layout, 0)
     assert dist[1, 0] == 0 and dist[1, 1] >= 10**6 and dist[2, 2] >= 10**6
 
 
@@ -52,10 +54,10 @@ def test_planner_unreachable_target():
                 [W, -1, -1, -1],
                 [-1, -1, 2, -1],
                 [-1, -1, -1, 3]])
-    assert E.shortest_path(layout, (2, 1), 0) is None  # colour 0 is walled in by the wall and colour 1
-    assert E.plan_action(layout, (2, 1), 0) is None
+    assert P.shortest_path(layout, (2, 1), 0) is None  # colour 0 is walled in by the wall and colour 1
+    assert P.plan_action(layout, (2, 1), 0) is None
     with pytest.raises(ValueError, match="out of range"):
-        E.distance_map(layout, 4)
+        P.distance_map(layout, 4)
 
 
 def test_planner_directions_point_to_next_cell_centre():
@@ -66,7 +68,7 @@ def test_planner_directions_point_to_next_cell_centre():
                 [2, -1, 3, -1]])
     batch.reset_one(0, task="1-0-3", layout=layout, start=(2, 3))
     batch.set_xy(0, (3.5, 2.5))  # centre of (2, 3); colour 1 is at (0, 3): go up
-    d = E.Planner().directions(batch)[0]
+    d = P.Planner().directions(batch)[0]
     np.testing.assert_allclose(d, [0.0, 1.0], atol=1e-9)  # world +y is up (row − 1)
 
 
@@ -128,8 +130,8 @@ def test_expert_act_is_bounded_and_seeded():
 
 def test_run_episodes_independent_of_parallelism():
     expert = E.AntExpert(E.AntPolicy(hidden=16), seed=0)
-    r1 = E.run_episodes(expert, [(0, 3, 2), (1, 0, 3)], 4, seed=3, n_parallel=4, record=True)
-    r2 = E.run_episodes(expert, [(0, 3, 2), (1, 0, 3)], 4, seed=3, n_parallel=2, record=True)
+    r1 = EP.run_episodes(expert, [(0, 3, 2), (1, 0, 3)], 4, seed=3, n_parallel=4, record=True)
+    r2 = EP.run_episodes(expert, [(0, 3, 2), (1, 0, 3)], 4, seed=3, n_parallel=2, record=True)
     np.testing.assert_array_equal(r1["length"], r2["length"])
     np.testing.assert_array_equal(r1["obs"][3], r2["obs"][3])
     assert r1["task"][:2] == [(0, 3, 2), (1, 0, 3)]
@@ -174,12 +176,12 @@ def test_task_solvable():
                 [W, -1, -1, -1],
                 [-1, -1, 2, -1],
                 [-1, -1, -1, 3]])
-    assert not E.task_solvable(layout, (2, 1), (0, 3, 2))  # colour 0 is shut in by the wall and colour 1
-    assert E.task_solvable(layout, (2, 1), (1, 3, 2))
-    assert E.task_solvable(layout, (2, 1), (2, 1, 0))  # colour 0 is reached from colour 1's cell, next door
-    assert not E.task_solvable(layout, (2, 1), (1, 0, 3))  # ... but once there it cannot get out
+    assert not P.task_solvable(layout, (2, 1), (0, 3, 2))  # colour 0 is shut in by the wall and colour 1
+    assert P.task_solvable(layout, (2, 1), (1, 3, 2))
+    assert P.task_solvable(layout, (2, 1), (2, 1, 0))  # colour 0 is reached from colour 1's cell, next door
+    assert not P.task_solvable(layout, (2, 1), (1, 0, 3))  # ... but once there it cannot get out
     ok = L([[0, -1, -1, 1], [-1, W, -1, -1], [-1, -1, -1, -1], [2, -1, 3, -1]])
-    assert E.task_solvable(ok, (3, 3), (0, 1, 2, 3))
+    assert P.task_solvable(ok, (3, 3), (0, 1, 2, 3))
 
 
 def test_planner_safety_push_bends_away_from_forbidden_cells():
@@ -190,11 +192,11 @@ def test_planner_safety_push_bends_away_from_forbidden_cells():
                 [2, -1, 3, -1]])
     batch.reset_one(0, task="1-0-3", layout=layout, start=(2, 3))
     batch.set_xy(0, (3.5, 2.5))
-    plain = E.Planner().directions(batch)[0]
+    plain = P.Planner().directions(batch)[0]
     batch.set_xy(0, (3.05, 2.5))  # close to the left neighbour (2, 2), which is empty: no push
-    np.testing.assert_allclose(E.Planner(0.3).directions(batch)[0], E.Planner().directions(batch)[0])
+    np.testing.assert_allclose(P.Planner(0.3).directions(batch)[0], P.Planner().directions(batch)[0])
     batch.set_xy(0, (3.1, 2.9))   # near the corner of colour 3's cell (3, 2): pushed away from it
-    d, d0 = E.Planner(0.3).directions(batch)[0], E.Planner().directions(batch)[0]
+    d, d0 = P.Planner(0.3).directions(batch)[0], P.Planner().directions(batch)[0]
     away = np.array([1.0, 1.0]) / np.sqrt(2)  # world +x, +y (away from the corner at u=3, v=3)
     assert d @ away > d0 @ away and np.isclose(np.linalg.norm(d), 1.0)
     assert np.allclose(plain, [0.0, 1.0])

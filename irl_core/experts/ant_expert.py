@@ -1,14 +1,8 @@
 """The ant-pinpad expert (docs/paper.md §1.3): a grid-level shortest-path planner plus a PPO-trained locomotion
 policy that walks in the direction the planner gives.
 
-Planner. A breadth-first search on the 4×4 grid from the target colour's cell, through cells that are
-neither the wall nor another colour (entering those would end the episode), gives every cell its distance
-to the target. From the ant's cell the next cell is the neighbour with the smallest distance (ties broken
-up, right, down, left); the direction to move is the unit vector from the torso to that next cell's centre
-(a straight line from anywhere in a cell to an adjacent cell's centre stays inside the two cells). When the
-target cannot be reached without crossing a forbidden cell (possible: the wall and two other colours can
-wall a cell in), the direction points straight at the target; such episodes usually fail, as they would for
-any expert, and are counted in its success rate.
+Planner (:mod:`irl_core.experts.ant_planner`): breadth-first distances to the target colour through allowed
+cells give the next cell and the direction to walk in. Episodes of any actor: :mod:`irl_core.experts.ant_episodes`.
 
 Locomotion policy (smaller than the paper's SSM of width 256 and depth 6, which is a sequence model over
 the whole observation; here the planner does the sequencing, so a memory-less MLP suffices):
@@ -47,152 +41,12 @@ import torch.nn as nn
 
 from irl_core.checkpoints import CheckpointError, load_checkpoint, load_state_into, save_checkpoint
 from irl_core.envs import ant as A
+from irl_core.experts.ant_planner import ACT_MARGIN, ACT_PUSH, Planner
 
 KIND = "ant-expert"
 FEATURE_DIM = 28
 ACT_DIM = 8
 DEFAULT_CHECKPOINT = "checkpoints/ant/expert"
-ACT_MARGIN, ACT_PUSH = 0.3, 1.0  # the planner's safety push when acting (Planner); none in training
-_MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left (grid action encoding)
-
-
-# --------------------------------------------------------------------------------------------------
-# Planner
-# --------------------------------------------------------------------------------------------------
-def distance_map(layout: np.ndarray, target: int) -> np.ndarray:
-    """BFS distances (4, 4) to the cell of colour ``target``; forbidden or unreachable cells get a large value.
-
-    Forbidden: the wall and every colour other than ``target``.
-    """
-    layout = np.asarray(layout)
-    if not 0 <= int(target) < A.N_COLOURS:
-        raise ValueError(f"target colour {target} is out of range 0..{A.N_COLOURS - 1}")
-    where = np.argwhere(layout == target)
-    if len(where) != 1:
-        raise ValueError(f"layout must contain colour {target} exactly once")
-    big = 10**6
-    dist = np.full(layout.shape, big, dtype=np.int64)
-    free = layout == A.EMPTY_CODE
-    r0, c0 = (int(x) for x in where[0])
-    dist[r0, c0] = 0
-    frontier = deque([(r0, c0)])
-    while frontier:
-        r, c = frontier.popleft()
-        for dr, dc in _MOVES:
-            rr, cc = r + dr, c + dc
-            if 0 <= rr < A.G and 0 <= cc < A.G and free[rr, cc] and dist[rr, cc] == big:
-                dist[rr, cc] = dist[r, c] + 1
-                frontier.append((rr, cc))
-    return dist
-
-
-def next_cell(dist: np.ndarray, cell: tuple[int, int]) -> tuple[int, int] | None:
-    """The neighbour of ``cell`` one step closer to the target, or None if the target is unreachable."""
-    r, c = cell
-    best, best_d = None, dist[r, c] if dist[r, c] < 10**6 else 10**6
-    for dr, dc in _MOVES:
-        rr, cc = r + dr, c + dc
-        if 0 <= rr < A.G and 0 <= cc < A.G and dist[rr, cc] < best_d:
-            best, best_d = (rr, cc), dist[rr, cc]
-    return best
-
-
-def shortest_path(layout: np.ndarray, start: tuple[int, int], target: int) -> list[tuple[int, int]] | None:
-    """Cells from ``start`` (excluded) to the target cell (included), or None if unreachable."""
-    dist = distance_map(layout, target)
-    path, cell = [], tuple(start)
-    for _ in range(A.G * A.G):
-        if dist[cell] == 0:
-            return path
-        nxt = next_cell(dist, cell)
-        if nxt is None:
-            return None
-        path.append(nxt)
-        cell = nxt
-    return None
-
-
-def plan_action(layout: np.ndarray, cell: tuple[int, int], target: int) -> int | None:
-    """The grid action (0 up, 1 right, 2 down, 3 left) of the shortest path, or None."""
-    nxt = next_cell(distance_map(layout, target), cell)
-    if nxt is None:
-        return None
-    return _MOVES.index((nxt[0] - cell[0], nxt[1] - cell[1]))
-
-
-def task_solvable(layout: np.ndarray, start: tuple[int, int], task) -> bool:
-    """Whether a grid path visits ``task``'s colours in order from ``start`` without entering the wall or
-    another colour. Random layouts are not always solvable (≈11 % of pretraining episodes and ≈13 % of
-    held-out ones are not: the wall and other colours can shut a colour in), which bounds any expert."""
-    cell = tuple(start)
-    for colour in task:
-        if shortest_path(layout, cell, colour) is None:
-            return False
-        cell = tuple(int(x) for x in np.argwhere(np.asarray(layout) == colour)[0])
-    return True
-
-
-class Planner:
-    """Planner directions for every slot of an :class:`~irl_core.envs.ant.AntPinpadBatch` (cached BFS maps).
-
-    ``margin`` > 0 adds a safety push (used when acting, not during training): within ``margin`` cells of a
-    forbidden neighbouring cell (the wall, outside the grid, a colour other than the target — including
-    the colour just visited, whose re-entry would end the episode) the direction is bent away from it by
-    ``push·(1 − distance/margin)``. It removes most "wrong colour" endings caused by the gait's sideways
-    wobble along a cell boundary.
-    """
-
-    def __init__(self, margin: float = 0.0, push: float = 1.0):
-        self._cache: dict[tuple[bytes, int], np.ndarray] = {}
-        self.margin, self.push = float(margin), float(push)
-
-    def dist(self, layout: np.ndarray, target: int) -> np.ndarray:
-        key = (layout.tobytes(), int(target))
-        if key not in self._cache:
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[key] = distance_map(layout, target)
-        return self._cache[key]
-
-    def _repulsion(self, layout: np.ndarray, cell: tuple[int, int], uv: np.ndarray, target: int) -> np.ndarray:
-        """Push (du, dv) in cell units away from forbidden cells around ``cell``."""
-        push = np.zeros(2)
-        r0, c0 = cell
-        for r in (r0 - 1, r0, r0 + 1):
-            for c in (c0 - 1, c0, c0 + 1):
-                if (r, c) == (r0, c0):
-                    continue
-                inside = 0 <= r < A.G and 0 <= c < A.G
-                if inside and layout[r, c] in (A.EMPTY_CODE, target):
-                    continue
-                nearest = np.array([min(max(uv[0], c), c + 1), min(max(uv[1], r), r + 1)])
-                vec = uv - nearest
-                d = float(np.linalg.norm(vec))
-                if 1e-9 < d < self.margin:
-                    push += vec / d * (1 - d / self.margin)
-        return push
-
-    def directions(self, batch: A.AntPinpadBatch) -> np.ndarray:
-        """(n, 2) unit world-frame directions toward the next cell (or the target when unreachable)."""
-        out = np.zeros((batch.n, 2))
-        xy = batch.qpos[:, :2]
-        uv = batch.uv() if self.margin > 0 else None
-        for i in range(batch.n):
-            task, k = batch.tasks[i], int(batch.progress[i])
-            if k >= len(task):
-                continue
-            target = task[k]
-            dist = self.dist(batch.layout[i], target)
-            cell = (int(batch.cell[i, 0]), int(batch.cell[i, 1]))
-            nxt = next_cell(dist, cell) if dist[cell] > 0 else cell
-            goal = batch.cell_centre(*nxt) if nxt is not None else batch.colour_pos[i, target]
-            d = goal - xy[i]
-            d = d / max(np.linalg.norm(d), 1e-6)
-            if self.margin > 0:
-                p = self._repulsion(batch.layout[i], cell, uv[i], target)
-                d = d + self.push * np.array([p[0], -p[1]])  # cell units (u, v) → world (x, y)
-            out[i] = d / max(np.linalg.norm(d), 1e-6)
-        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -399,6 +253,99 @@ class _RewardScaler:
         return {"mean": self.mean, "var": self.var, "count": self.count}
 
 
+def collect_rollout(policy: "AntPolicy", batch, planner: "Planner", cfg: "ExpertConfig", scaler, bufs, ep_ret, ep_len,
+                    recent) -> torch.Tensor:
+    """``cfg.num_steps`` steps of every env into ``bufs`` (features, actions, log-probs, scaled rewards, dones,
+    values), resetting finished episodes and recording them in ``recent``; returns the features after the last
+    step. The shaped reward is the torso's velocity along the planner's direction, an alive bonus, a control
+    cost and the success bonus."""
+    obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = bufs
+    direction = planner.directions(batch)
+    x = torch.as_tensor(features(batch.qpos, batch.qvel, direction))
+    for step in range(cfg.num_steps):
+        policy.update_stats(x)
+        with torch.no_grad():
+            d = policy.dist(x)
+            a = d.sample()
+            logp = d.log_prob(a).sum(-1)
+            v = policy.value(x)
+        xy0 = batch.qpos[:, :2].copy()
+        task_r, term, trunc, event = batch.step(a.numpy())
+        vel = (batch.qpos[:, :2] - xy0) / A.CONTROL_DT
+        a_c = np.clip(a.numpy(), -1, 1)
+        r = (vel * direction).sum(1) + cfg.alive_bonus - cfg.ctrl_cost * (a_c**2).sum(1) + cfg.success_bonus * task_r
+        done = term | trunc
+        obs_buf[step], act_buf[step], logp_buf[step], val_buf[step] = x, a, logp, v
+        rew_buf[step] = torch.as_tensor(scaler(r, done), dtype=torch.float32)
+        done_buf[step] = torch.as_tensor(done, dtype=torch.float32)
+        ep_ret += r
+        ep_len += 1
+        for i in np.flatnonzero(done):
+            recent.append((ep_ret[i], ep_len[i], float(event[i] == A.EVENTS.index("success")), A.EVENTS[event[i]]))
+            ep_ret[i], ep_len[i] = 0.0, 0
+            batch.reset_one(i)
+        direction = planner.directions(batch)
+        x = torch.as_tensor(features(batch.qpos, batch.qvel, direction))
+    return x
+
+
+def gae(rew: torch.Tensor, val: torch.Tensor, done: torch.Tensor, next_v: torch.Tensor, gamma: float,
+        lam: float) -> torch.Tensor:
+    """Generalised advantage estimates (T, N) of a rollout of T steps in N envs (``done`` ends an episode)."""
+    adv = torch.zeros_like(rew)
+    last = torch.zeros(rew.shape[1])
+    for s in reversed(range(rew.shape[0])):
+        nv = next_v if s == rew.shape[0] - 1 else val[s + 1]
+        nonterm = 1.0 - done[s]
+        delta = rew[s] + gamma * nv * nonterm - val[s]
+        last = delta + gamma * lam * nonterm * last
+        adv[s] = last
+    return adv
+
+
+def ppo_update(policy: "AntPolicy", opt: torch.optim.Optimizer, cfg: "ExpertConfig", obs, act, logp, adv, ret) -> dict:
+    """``cfg.epochs`` passes of clipped PPO over the flattened rollout in ``cfg.minibatches`` minibatches
+    (advantages normalised per minibatch); returns the last minibatch's losses and the mean clip fraction."""
+    n = len(obs)
+    mb = n // cfg.minibatches
+    clipfracs, stats = [], {}
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n)
+        for k in range(cfg.minibatches):
+            idx = perm[k * mb:(k + 1) * mb]
+            d = policy.dist(obs[idx])
+            new_logp = d.log_prob(act[idx]).sum(-1)
+            ratio = (new_logp - logp[idx]).exp()
+            a_ = adv[idx]
+            a_ = (a_ - a_.mean()) / (a_.std() + 1e-8)
+            pg_loss = torch.max(-a_ * ratio, -a_ * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+            v_loss = 0.5 * ((policy.value(obs[idx]) - ret[idx]) ** 2).mean()
+            entropy = d.entropy().sum(-1).mean()
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                clipfracs.append(((ratio - 1).abs() > cfg.clip).float().mean().item())
+                approx_kl = ((ratio - 1) - (new_logp - logp[idx])).mean().item()
+            stats = {"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
+                     "losses/entropy": entropy.item(), "losses/approx_kl": approx_kl}
+    return {**stats, "losses/clipfrac": float(np.mean(clipfracs))}
+
+
+def episode_summary(recent) -> dict:
+    """Mean return, length, success and termination rates of the recent (return, length, success, event) records."""
+    if not recent:
+        return {}
+    arr = np.array([r[:3] for r in recent], dtype=np.float64)
+    out = {"charts/episodic_return": float(arr[:, 0].mean()), "charts/episodic_length": float(arr[:, 1].mean()),
+           "charts/success_rate": float(arr[:, 2].mean())}
+    for ev in ("wrong_colour", "wall", "height"):
+        out[f"charts/{ev}_rate"] = float(np.mean([r[3] == ev for r in recent]))
+    return out
+
+
 def train_expert(cfg: ExpertConfig, run, export: str | Path | None = None, progress: bool = True) -> AntPolicy:
     """Train (or resume from ``run``'s last checkpoint) and return the policy; writes metrics and checkpoints."""
     from tqdm import tqdm
@@ -437,12 +384,8 @@ def train_expert(cfg: ExpertConfig, run, export: str | Path | None = None, progr
     ep_len = np.zeros(cfg.num_envs, dtype=np.int64)
     recent = deque(maxlen=200)  # (return, length, success)
 
-    obs_buf = torch.zeros(cfg.num_steps, cfg.num_envs, FEATURE_DIM)
-    act_buf = torch.zeros(cfg.num_steps, cfg.num_envs, ACT_DIM)
-    logp_buf = torch.zeros(cfg.num_steps, cfg.num_envs)
-    rew_buf = torch.zeros(cfg.num_steps, cfg.num_envs)
-    done_buf = torch.zeros(cfg.num_steps, cfg.num_envs)
-    val_buf = torch.zeros(cfg.num_steps, cfg.num_envs)
+    T, N = cfg.num_steps, cfg.num_envs
+    bufs = (torch.zeros(T, N, FEATURE_DIM), torch.zeros(T, N, ACT_DIM), *(torch.zeros(T, N) for _ in range(4)))
 
     t0 = time.time()
     bar = tqdm(total=n_updates * batch_size, initial=start_update * batch_size, unit="step", disable=not progress,
@@ -453,83 +396,19 @@ def train_expert(cfg: ExpertConfig, run, export: str | Path | None = None, progr
             lr = cfg.lr * (1.0 - update / n_updates)
             for g in opt.param_groups:
                 g["lr"] = lr
-            direction = planner.directions(batch)
-            x = torch.as_tensor(features(batch.qpos, batch.qvel, direction))
-            for step in range(cfg.num_steps):
-                policy.update_stats(x)
-                with torch.no_grad():
-                    d = policy.dist(x)
-                    a = d.sample()
-                    logp = d.log_prob(a).sum(-1)
-                    v = policy.value(x)
-                xy0 = batch.qpos[:, :2].copy()
-                task_r, term, trunc, event = batch.step(a.numpy())
-                vel = (batch.qpos[:, :2] - xy0) / A.CONTROL_DT
-                a_c = np.clip(a.numpy(), -1, 1)
-                r = ((vel * direction).sum(1) + cfg.alive_bonus - cfg.ctrl_cost * (a_c**2).sum(1)
-                     + cfg.success_bonus * task_r)
-                done = term | trunc
-                obs_buf[step], act_buf[step], logp_buf[step], val_buf[step] = x, a, logp, v
-                rew_buf[step] = torch.as_tensor(scaler(r, done), dtype=torch.float32)
-                done_buf[step] = torch.as_tensor(done, dtype=torch.float32)
-                ep_ret += r
-                ep_len += 1
-                for i in np.flatnonzero(done):
-                    recent.append((ep_ret[i], ep_len[i], float(event[i] == A.EVENTS.index("success")),
-                                   A.EVENTS[event[i]]))
-                    ep_ret[i], ep_len[i] = 0.0, 0
-                    batch.reset_one(i)
-                direction = planner.directions(batch)
-                x = torch.as_tensor(features(batch.qpos, batch.qvel, direction))
+            x = collect_rollout(policy, batch, planner, cfg, scaler, bufs, ep_ret, ep_len, recent)
+            obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = bufs
             global_step += batch_size
             with torch.no_grad():
                 next_v = policy.value(x)
-            adv = torch.zeros_like(rew_buf)
-            last = torch.zeros(cfg.num_envs)
-            for s in reversed(range(cfg.num_steps)):
-                nv = next_v if s == cfg.num_steps - 1 else val_buf[s + 1]
-                nonterm = 1.0 - done_buf[s]
-                delta = rew_buf[s] + cfg.gamma * nv * nonterm - val_buf[s]
-                last = delta + cfg.gamma * cfg.gae_lambda * nonterm * last
-                adv[s] = last
-            ret = adv + val_buf
-            b_obs, b_act = obs_buf.reshape(-1, FEATURE_DIM), act_buf.reshape(-1, ACT_DIM)
-            b_logp, b_adv, b_ret = logp_buf.reshape(-1), adv.reshape(-1), ret.reshape(-1)
-            mb = batch_size // cfg.minibatches
-            clipfracs, stats = [], {}
-            for _ in range(cfg.epochs):
-                perm = torch.randperm(batch_size)
-                for k in range(cfg.minibatches):
-                    idx = perm[k * mb:(k + 1) * mb]
-                    d = policy.dist(b_obs[idx])
-                    new_logp = d.log_prob(b_act[idx]).sum(-1)
-                    ratio = (new_logp - b_logp[idx]).exp()
-                    a_ = b_adv[idx]
-                    a_ = (a_ - a_.mean()) / (a_.std() + 1e-8)
-                    pg_loss = torch.max(-a_ * ratio, -a_ * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
-                    v_loss = 0.5 * ((policy.value(b_obs[idx]) - b_ret[idx]) ** 2).mean()
-                    entropy = d.entropy().sum(-1).mean()
-                    loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-                    opt.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    opt.step()
-                    with torch.no_grad():
-                        clipfracs.append(((ratio - 1).abs() > cfg.clip).float().mean().item())
-                        approx_kl = ((ratio - 1) - (new_logp - b_logp[idx])).mean().item()
-                    stats = {"losses/policy_loss": pg_loss.item(), "losses/value_loss": v_loss.item(),
-                             "losses/entropy": entropy.item(), "losses/approx_kl": approx_kl}
+            adv = gae(rew_buf, val_buf, done_buf, next_v, cfg.gamma, cfg.gae_lambda)
+            stats = ppo_update(policy, opt, cfg, obs_buf.reshape(-1, FEATURE_DIM), act_buf.reshape(-1, ACT_DIM),
+                               logp_buf.reshape(-1), adv.reshape(-1), (adv + val_buf).reshape(-1))
             elapsed = wall_before + time.time() - t0
-            metrics = {**stats, "losses/clipfrac": float(np.mean(clipfracs)), "charts/learning_rate": lr,
+            metrics = {**stats, "charts/learning_rate": lr,
                        "charts/SPS": (global_step - start_update * batch_size) / max(time.time() - t0, 1e-6),
-                       "charts/action_std": float(policy.log_std.detach().exp().mean()), "charts/wall_s": elapsed}
-            if recent:
-                arr = np.array([r[:3] for r in recent], dtype=np.float64)
-                metrics.update({"charts/episodic_return": float(arr[:, 0].mean()),
-                                "charts/episodic_length": float(arr[:, 1].mean()),
-                                "charts/success_rate": float(arr[:, 2].mean())})
-                for ev in ("wrong_colour", "wall", "height"):
-                    metrics[f"charts/{ev}_rate"] = float(np.mean([r[3] == ev for r in recent]))
+                       "charts/action_std": float(policy.log_std.detach().exp().mean()), "charts/wall_s": elapsed,
+                       **episode_summary(recent)}
             run.log(global_step, **metrics)
             bar.update(batch_size)
             bar.set_postfix(succ=f"{metrics.get('charts/success_rate', 0):.2f}",
@@ -570,115 +449,3 @@ def _unflatten_opt(flat: dict[str, torch.Tensor], opt: torch.optim.Optimizer) ->
         state.setdefault(int(pid), {})[k] = v
     sd["state"] = state
     return sd
-
-
-# --------------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------------
-class ExpertActor:
-    """The expert as ``run_episodes`` drives any policy: ``start(slot, generator)`` when a slot begins an episode,
-    ``act(batch, active)`` → actions (n, 8) in [−1, 1] for every slot (those of ``active`` matter)."""
-
-    def __init__(self, expert: AntExpert):
-        self.expert, self.gens = expert, {}
-
-    def start(self, i: int, gen: torch.Generator) -> None:
-        self.gens[i] = gen
-
-    def act(self, batch, active: np.ndarray) -> np.ndarray:
-        x = features(batch.qpos, batch.qvel, self.expert.planner.directions(batch))
-        mean = self.expert.mean_action(x)
-        if not self.expert.deterministic:
-            for i in np.flatnonzero(active):
-                mean[i] = mean[i] + torch.randn(ACT_DIM, generator=self.gens[i], dtype=torch.float64).numpy() * self.expert.action_std
-        return np.clip(mean, -1, 1)
-
-
-def run_episodes(expert, tasks, episodes: int, seed: int = 0, n_parallel: int = 32,
-                 record: bool = False, offset: int = 0, any_task: bool = False) -> dict:
-    """Run ``episodes`` episodes (tasks cycled in order) with ``expert`` (an :class:`AntExpert`, or any actor
-    with :class:`ExpertActor`'s ``start``/``act``, such as the ant base model's); episode ``j`` (counted from
-    ``offset``) is seeded from ``[seed, j]`` and plays task ``tasks[j % len(tasks)]``.
-
-    Returns ``success`` (E,), ``length`` (E,), ``event`` (E,) list of str, ``task`` list, ``layout`` (E,4,4), ``start`` (E,2)
-    and, with ``record``, per-episode ``obs`` (L, 41), ``actions`` (L, 8), ``progress`` (L,) and ``uv``
-    (L+1, 2) torso positions in cell units before every action and after the last one.
-    Results do not depend on ``n_parallel`` (every episode has its own random stream). With ``any_task`` an
-    episode succeeds on completing any of ``tasks`` (``AntPinpadBatch.reset_one(any_of=)``; ``task`` then
-    reports the one it followed), for a policy that is not told its task.
-    """
-    tasks = [tuple(t) for t in tasks]
-    actor = ExpertActor(expert) if isinstance(expert, AntExpert) else expert
-    batch = A.AntPinpadBatch(min(n_parallel, episodes))
-    slot_ep = np.full(batch.n, -1)
-    next_ep = 0
-    out = {"success": np.zeros(episodes, bool), "length": np.zeros(episodes, np.int64), "event": [""] * episodes,
-           "task": [None] * episodes, "layout": np.zeros((episodes, A.G, A.G), np.int8),
-           "start": np.zeros((episodes, 2), np.int64)}
-    rec = {k: [None] * episodes for k in ("obs", "actions", "uv", "progress")} if record else None
-    buf: dict[int, dict[str, list]] = {}
-
-    def start(i):
-        nonlocal next_ep
-        if next_ep >= episodes:
-            slot_ep[i] = -1
-            return
-        j = next_ep
-        next_ep += 1
-        g = offset + j
-        batch.seed(i, np.random.SeedSequence([seed, g]).generate_state(1)[0])
-        batch.reset_one(i, task=tasks[g % len(tasks)], any_of=tasks if any_task else None)
-        out["start"][j] = batch.cell[i]
-        slot_ep[i] = j
-        actor.start(i, torch.Generator().manual_seed(int(np.random.SeedSequence([seed, g, 1]).generate_state(1)[0])))
-        if record:
-            buf[i] = {"obs": [], "actions": [], "uv": [], "progress": []}
-
-    for i in range(batch.n):
-        start(i)
-    while (slot_ep >= 0).any():
-        active = slot_ep >= 0
-        actions = actor.act(batch, active)
-        if record:
-            obs = batch.observe()
-            uv = batch.uv()
-            for i in np.flatnonzero(active):
-                buf[i]["obs"].append(obs[i])
-                buf[i]["actions"].append(actions[i].astype(np.float32))
-                buf[i]["uv"].append(uv[i].astype(np.float32))
-                buf[i]["progress"].append(int(batch.progress[i]))
-        _, term, trunc, event = batch.step(actions, active)
-        if record:
-            uv = batch.uv()
-        for i in np.flatnonzero(active & (term | trunc)):
-            j = slot_ep[i]
-            out["success"][j] = event[i] == A.EVENTS.index("success")
-            out["length"][j] = batch.t[i]
-            out["event"][j] = A.EVENTS[event[i]] or "timeout"
-            out["task"][j] = batch.tasks[i]
-            out["layout"][j] = batch.layout[i]
-            if record:
-                buf[i]["uv"].append(uv[i].astype(np.float32))
-                for k in rec:
-                    rec[k][j] = np.asarray(buf[i][k])
-            start(i)
-    if record:
-        out.update(rec)
-    return out
-
-
-def evaluate(expert, tasks, episodes: int, seed: int = 0, any_task: bool = False) -> dict:
-    """Success rate, mean length (all and successful episodes) and termination counts, of the expert or of
-    any actor (see :func:`run_episodes`; ``any_task``: success is completing any of ``tasks``)."""
-    res = run_episodes(expert, tasks, episodes, seed, any_task=any_task)
-    events = {e: int(sum(1 for x in res["event"] if x == e)) for e in ("success", "wrong_colour", "wall", "height", "timeout")}
-    succ = res["success"]
-    judged = [tuple(t) for t in tasks] if any_task else None
-    solvable = np.array([any(task_solvable(res["layout"][j], tuple(res["start"][j]), t) for t in (judged or [res["task"][j]]))
-                         for j in range(episodes)])
-    return {"episodes": episodes, "success_rate": float(succ.mean()),
-            "solvable_fraction": float(solvable.mean()),
-            "success_rate_on_solvable": float(succ[solvable].mean()) if solvable.any() else None,
-            "mean_length": float(res["length"].mean()),
-            "mean_length_successful": float(res["length"][succ].mean()) if succ.any() else None,
-            "events": events}
