@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from irl_core import ant_media as M  # noqa: E402
+from irl_core import ant_media_store as S  # noqa: E402
 from irl_core.checkpoints import atomic_write_json  # noqa: E402
 
 # name, policy, task, layout seed, camera, size
@@ -70,11 +71,11 @@ def main(argv=None) -> int:
                   f"{(out / rec['video']).stat().st_size / 1e6:.2f} MB, rendered in {rec['wall_s']:.1f} s")
         rec = M.read_record(out / f"{name}.json")
         index.append({"name": name, "title": title(rec), "command": command})
-    atomic_write_json(out / M.GALLERY_FILE, {
+    atomic_write_json(out / S.GALLERY_FILE, {
         "about": "Videos shipped for the app's Rollouts page; each entry's command remakes it.",
         "command": "python scripts/ant_gallery.py", "entries": index})
     total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    print(f"wrote {out / M.GALLERY_FILE}: {len(index)} videos, {total / 1e6:.2f} MB in all")
+    print(f"wrote {out / S.GALLERY_FILE}: {len(index)} videos, {total / 1e6:.2f} MB in all")
     if total > LIMIT_BYTES:
         print(f"warning: the shipped media exceed {LIMIT_BYTES / 1e6:.0f} MB", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from irl_core import ant_media as M
+from irl_core import ant_media_store as S
 from irl_core import app_state
 from irl_core.envs import ant as A
 
@@ -131,7 +132,7 @@ def test_rollouts_page_plays_a_shipped_video_at_once():
 def test_rollouts_page_without_a_gallery_names_its_command(tmp_path, monkeypatch):
     _root(tmp_path, monkeypatch, media=False)
     at = _page(ROLLOUTS, **{app_state.ENV_KEY: "ant"})
-    assert not at.exception and M.GALLERY_COMMAND in _one_line(at.warning)
+    assert not at.exception and S.GALLERY_COMMAND in _one_line(at.warning)
 
 
 @pytest.mark.parametrize("task, seed, message", [
@@ -168,11 +169,11 @@ def test_rollouts_page_renders_in_the_background_and_caches(tmp_path, monkeypatc
     _wait_for_videos(at, 1)
     assert len(at.get("video")) == 1 and not at.exception
     assert any("stopped at the step limit" in m.value and "after 12 steps" in m.value for m in at.markdown)
-    (entry,) = M.RolloutCache().entries()
+    (entry,) = S.RolloutCache().entries()
     # another session asking for the same rollout gets it from the disk at once
     again = _new_rollout(_page(ROLLOUTS), steps=12)
     assert len(again.get("video")) == 1 and not again.info
-    assert M.RolloutCache().entries()[0][2] == entry[2]
+    assert S.RolloutCache().entries()[0][2] == entry[2]
 
 
 def test_a_render_survives_leaving_the_page():
@@ -188,8 +189,8 @@ def test_a_render_survives_leaving_the_page():
     assert at.get("progress") or at.get("video")
     at.switch_page("app_pages/ant/overview.py").run()
     assert not at.exception and "Ant-pinpad" in [t.value for t in at.title]
-    (job,) = M.render_queue().jobs()
-    assert M.render_queue().wait(job.key, timeout=90).state == "done"
+    (job,) = S.render_queue().jobs()
+    assert S.render_queue().wait(job.key, timeout=90).state == "done"
     at.switch_page("app_pages/ant/rollouts.py").run()
     assert not at.exception and len(at.get("video")) == 1
     assert any("task" in m.value and ">3<" in m.value and "after 10 steps" in m.value for m in at.markdown)
@@ -229,15 +230,15 @@ def test_render_rollout_writes_a_video_of_the_same_episode_as_the_video_command(
 
 
 def test_shipped_gallery_is_small_consistent_and_decodes():
-    items = M.load_gallery(SHIPPED / "media")
+    items = S.load_gallery(SHIPPED / "media")
     total = sum(f.stat().st_size for f in (SHIPPED / "media").iterdir())
     assert 4 <= len(items) and total <= 10_000_000
     tasks = {it["task"] for it in items}
     assert {it["policy"] for it in items} == set(M.POLICIES) - set(M.BASE_POLICIES)  # the base model: once one ships
     assert "0-1-2-3" in tasks and len(tasks) >= 3
     for it in items:
-        assert it["command"].startswith(M.GALLERY_COMMAND)
-        reader = imageio.get_reader(M.video_path(it))
+        assert it["command"].startswith(S.GALLERY_COMMAND)
+        reader = imageio.get_reader(S.video_path(it))
         n = reader.count_frames()
         assert n == it["frames"] == it["length"] + 1
         task = [int(c) for c in it["task"].split("-")]
@@ -249,7 +250,7 @@ def test_shipped_gallery_is_small_consistent_and_decodes():
         assert (it["outcome"] == "success") == (right == task)
 
 
-def _fake_entry(cache: M.RolloutCache, key: str, nbytes: int, used: float) -> None:
+def _fake_entry(cache: S.RolloutCache, key: str, nbytes: int, used: float) -> None:
     folder = cache.entry(key)
     folder.mkdir(parents=True)
     (folder / "video.mp4").write_bytes(b"\0" * nbytes)
@@ -259,7 +260,7 @@ def _fake_entry(cache: M.RolloutCache, key: str, nbytes: int, used: float) -> No
 
 
 def test_cache_evicts_the_least_recently_used_entries(tmp_path):
-    cache = M.RolloutCache(tmp_path / "c", max_bytes=2_500)
+    cache = S.RolloutCache(tmp_path / "c", max_bytes=2_500)
     now = time.time()
     for i, key in enumerate(("a", "b", "c", "d")):
         _fake_entry(cache, key, 1_000, now - 100 + i)
@@ -274,23 +275,23 @@ def test_cache_evicts_the_least_recently_used_entries(tmp_path):
 
 
 def test_cache_renders_once_then_hits_and_keeps_within_its_limit(tmp_path):
-    cache = M.RolloutCache(tmp_path / "c", max_bytes=1)  # every new entry evicts all older ones
+    cache = S.RolloutCache(tmp_path / "c", max_bytes=1)  # every new entry evicts all older ones
     small = dict(policy="expert-mean", seed=0, camera="topdown", width=64, height=64, max_steps=5)
     first = cache.render(M.make_request(task="0-3-2", **small), M.DEFAULT_EXPERT)
-    video = M.video_path(first)
+    video = S.video_path(first)
     stamp = video.stat().st_mtime_ns
     assert cache.render(M.make_request(task="0-3-2", **small), M.DEFAULT_EXPERT)["path"] == first["path"]
     assert video.stat().st_mtime_ns == stamp, "a hit does not render again"
     cache.render(M.make_request(task="1-0-3", **small), M.DEFAULT_EXPERT)
     assert len(cache.entries()) == 1 and not video.exists(), "the older entry was evicted"
-    keys = {M.RolloutCache.key(M.make_request(task="0-3-2", **{**small, k: v}), "sha") for k, v in
+    keys = {S.RolloutCache.key(M.make_request(task="0-3-2", **{**small, k: v}), "sha") for k, v in
             (("seed", 1), ("camera", "chase"), ("width", 80), ("max_steps", 6), ("policy", "expert-sampled"))}
-    keys |= {M.RolloutCache.key(M.make_request(task="0-3-2", **small), d) for d in ("sha", "other")}
+    keys |= {S.RolloutCache.key(M.make_request(task="0-3-2", **small), d) for d in ("sha", "other")}
     assert len(keys) == 7, "every field and the expert's weights are part of the key"
 
 
 def test_render_queue_runs_jobs_in_the_background_and_reports_failures(tmp_path):
-    q = M.RenderQueue(M.RolloutCache(tmp_path / "c"))
+    q = S.RenderQueue(S.RolloutCache(tmp_path / "c"))
     req = M.make_request("expert-sampled", "2-1-3", 3, "chase", 64, 64, 8)
     job = q.submit(req, M.DEFAULT_EXPERT)
     assert q.submit(req, M.DEFAULT_EXPERT) is job, "a queued or running request is not queued twice"
@@ -329,7 +330,7 @@ def test_rollouts_page_offers_the_base_model_once_the_set_has_one(tmp_path, monk
     at.button(key="ant_render").click().run()
     _wait_for_videos(at, 1)
     assert len(at.get("video")) == 1 and not at.exception
-    ((_, _, folder),) = M.RolloutCache().entries()
+    ((_, _, folder),) = S.RolloutCache().entries()
     rec = M.read_record(folder / "rollout.json")
     assert rec["policy"] == "base-mean" and rec["checkpoint"].endswith("base") and rec["length"] <= 8
 
@@ -359,7 +360,7 @@ def test_injection_renders_the_same_episode_with_and_without_the_controller(tmp_
     at.button(key="ant_render").click().run()
     _wait_for_videos(at, 3, timeout=120)
     assert len(at.get("video")) == 3 and not at.exception  # side by side, then the steered one in the viewer
-    recs = sorted((M.read_record(f / "rollout.json") for _, _, f in M.RolloutCache().entries()),
+    recs = sorted((M.read_record(f / "rollout.json") for _, _, f in S.RolloutCache().entries()),
                   key=lambda r: "inject" in r)
     assert "inject" not in recs[0] and recs[1]["inject"] == [1, 3]
     assert recs[0]["uv"][:4] == recs[1]["uv"][:4]  # the same episode until the controller is switched on

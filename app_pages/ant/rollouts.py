@@ -16,6 +16,7 @@ import streamlit as st
 
 from irl_core import app_state
 from irl_core import ant_media as M
+from irl_core import ant_media_store as S
 from irl_core.ant_plots import colour_chip, marker_trace, path_figure, task_chips
 from irl_core.envs import ant as A
 from irl_core.palette import COLOUR_NAMES
@@ -143,7 +144,7 @@ def entries_html(rec: dict) -> str:
 
 def show_rollout(rec: dict) -> None:
     """The video beside the path plot, the time slider under them, then the outcome and the colours entered."""
-    video, fig = M.video_path(rec), path_figure(rec)
+    video, fig = S.video_path(rec), path_figure(rec)
     left, right = st.columns([1, 1])
     with left:
         with st.container(key=VIDEO_KEY):
@@ -168,12 +169,12 @@ def show_rollout(rec: dict) -> None:
 # --- shipped videos ---------------------------------------------------------------------------------------
 def gallery() -> None:
     try:
-        items = M.load_gallery(set_dir / "media")
+        items = S.load_gallery(set_dir / "media")
     except M.MediaError as e:
         st.warning(str(e))
         return
     if not items:
-        st.warning(f"{set_dir / 'media' / M.GALLERY_FILE} lists no videos; make them with `{M.GALLERY_COMMAND}`")
+        st.warning(f"{set_dir / 'media' / S.GALLERY_FILE} lists no videos; make them with `{S.GALLERY_COMMAND}`")
         return
     remember("ant_gallery", 0)
     i = st.selectbox("Shipped video", range(len(items)), format_func=lambda j: items[j]["title"], key="ant_gallery")
@@ -228,7 +229,7 @@ def request_from_inputs() -> M.RolloutRequest:
 
 @st.fragment(run_every=0.5)
 def progress(key: str) -> None:
-    job = M.render_queue().job(key)
+    job = S.render_queue().job(key)
     if job is None or not job.active:
         st.rerun(scope="app")
     if job.state == "queued":
@@ -249,7 +250,7 @@ def side_by_side(plain: dict, steered: dict) -> None:
                 f"({COLOUR_NAMES[colour]}) from step {t0}**")
     for col, rec, title in zip(st.columns(2), (plain, steered), ("base model alone", "with the controller")):
         with col:
-            st.video(str(M.video_path(rec)), muted=True)
+            st.video(str(S.video_path(rec)), muted=True)
             st.caption(f"{title}: {M.OUTCOMES[rec['outcome']]} after {rec['length']} steps; first colour entered "
                        f"after step {t0}: {first_entered_after(rec, t0)}.")
     st.markdown("The steered rollout, frame by frame:")
@@ -265,7 +266,7 @@ def new_rollout() -> None:
     requests = [replace(request, inject=None), request] if request.inject else [request]
     try:
         checkpoint = M.check_checkpoint(request, set_dir / request.checkpoint_name)
-        renderer = M.render_queue()
+        renderer = S.render_queue()
         keys = [renderer.key(r, checkpoint) for r in requests]
     except M.MediaError as e:
         st.error(str(e))
