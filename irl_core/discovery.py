@@ -27,8 +27,6 @@ of valid steps with β < 0.1 or β > 0.9.
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +45,6 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.experts.grid_expert import TIES
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
 from irl_core.models.transformer import GridTransformer, TransformerConfig
-from irl_core.paths import REPO_ROOT, repo_relative
 from irl_core.runs import Run
 
 VARIANTS = ("frozen", "beta1", "cotrained")
@@ -415,83 +412,6 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     return result
 
 
-# --- α sweep ------------------------------------------------------------------------------------------
-def point_name(variant: str, alpha: float, seed: int) -> str:
-    return f"{variant}_alpha{alpha:g}_seed{seed}"
-
-
-EXAMPLE_EPISODES = 4  # held-out episodes whose β, subgoal and length the sweep table keeps per point
-EXAMPLE_SEED = 0      # the same episodes for every point, so that points can be compared
-
-
-def _resolve(path: str | Path) -> Path:
-    """A checkpoint path as recorded (often relative to the repository, where the sweep's subprocesses run)."""
-    p = Path(path)
-    return p if p.is_absolute() or p.with_suffix(".json").exists() else REPO_ROOT / p
-
-
-def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int = EXAMPLE_SEED,
-                   base: str | Path | None = None) -> dict:
-    """β, subgoal and length of ``n`` held-out D* episodes under a finished point's metacontroller.
-
-    Cached in ``<point>/examples.json`` (recomputed when ``n`` or ``seed`` differ): ``{"n", "seed", "beta":
-    [[float]] (each cut to its episode's length, 4 decimals), "subgoal": [[int]], "length": [int]}``.
-    """
-    point_dir = Path(point_dir)
-    cache = point_dir / "examples.json"
-    if cache.exists():
-        try:
-            ex = json.loads(cache.read_text())
-            if ex.get("n") == n and ex.get("seed") == seed:
-                return ex
-        except json.JSONDecodeError:
-            pass
-    if base is None:
-        recorded = read_json(point_dir / "result.json").get("base_checkpoint")
-        base = _resolve(recorded) if recorded else None
-    meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu", base)
-    r = infer(model, meta, layer, heldout_episodes(n, seed, model.world, torch.device("cpu")))
-    lengths = [int(x) for x in r["length"]]
-    ex = {"n": n, "seed": seed,
-          "beta": [[round(float(b), 4) for b in row[:k]] for row, k in zip(r["beta"], lengths)],
-          "subgoal": [[int(g) for g in row[:k]] for row, k in zip(r["subgoal"], lengths)],
-          "length": lengths}
-    atomic_write_json(cache, ex)
-    return ex
-
-
-def collect_results(root: str | Path, examples: int = 0) -> list[dict]:
-    """``result.json`` of every finished point under ``root/points``; with ``examples > 0`` each row also gets
-    ``examples`` (see :func:`point_examples`; a point whose metacontroller cannot be loaded gets none)."""
-    rows = []
-    for p in sorted(Path(root).glob("points/*/result.json")):
-        try:
-            row = json.loads(p.read_text())
-        except json.JSONDecodeError:
-            continue
-        if examples > 0:
-            try:
-                row["examples"] = point_examples(p.parent, examples)
-            except (RuntimeError, OSError, ValueError, KeyError) as e:  # CheckpointError is a RuntimeError
-                print(f"  {p.parent.name}: no example episodes ({e})", file=sys.stderr)
-        rows.append(row)
-    return rows
-
-
-TABLE_KEYS = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
-              "f1", "binary_fraction", "code_accuracy", "mean_length", "steps", "run_dir", "examples")
-
-
-def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: dict | None = None, ran: int = 0,
-                skipped: int = 0, failed: list[str] | None = None) -> dict:
-    """The sweep table (``discovery.json``) from result rows, sorted by (variant, α, seed); ``run_dir`` relative to
-    the repository when it lies inside it (the shipped table holds no machine's paths)."""
-    return {"base_checkpoint": str(base_checkpoint), "preset": preset_name, "overrides": overrides or {},
-            "ran": ran, "skipped": skipped, "failed": failed or [],
-            "rows": [{**{k: r.get(k) for k in TABLE_KEYS}, "run_dir": r.get("run_dir") and repo_relative(r["run_dir"])}
-                     for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
-
-
 # --- switching export ---------------------------------------------------------------------------------
 SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fraction", "switches", "true_changes",
                      "mean_length")
@@ -520,7 +440,3 @@ def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device
                         checkpoint=np.array(str(checkpoint)),
                         **{k: np.float64(metrics[k]) for k in SWITCHING_METRICS})
     return metrics
-
-
-def read_table(path) -> dict:
-    return read_json(path)

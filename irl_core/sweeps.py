@@ -7,7 +7,7 @@ Ray queueing them by resources). Rerunning the same command with the same ``--ou
 and resumes the others from their last checkpoints; a run still alive from an earlier call is waited for.
 
 - :func:`run_sweep`: every (variant, α, seed) point as ``discover`` in ``<root>/points/<variant>_alpha<α>_seed<s>``,
-  then the table of every finished point (``irl_core.discovery.sweep_table``).
+  then the table of every finished point (:func:`sweep_table`).
 - :func:`run_layer_sweep`: ground-truth controllers at every layer (Fig. 4), ``gt-controllers`` per (base, layer,
   seed) in ``<root>/layer<l>_seed<s>``, then one row per point.
 - :func:`run_seeds`: one command (``internal-rl --method internal ...``, ``pretrain --preset cpu ...``) once per
@@ -16,15 +16,98 @@ and resumes the others from their last checkpoints; a run still alive from an ea
 from __future__ import annotations
 
 import itertools
+import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
-from irl_core.checkpoints import atomic_write_json
-from irl_core.discovery import (EXAMPLE_EPISODES, PAPER_ALPHAS, collect_results, discovery_preset, point_name,
-                                sweep_table)
-from irl_core.jobs import JobBackend, JobError, get_backend, run_all, run_status
+import torch
 
-__all__ = ["discover_argv", "gt_controllers_argv", "run_layer_sweep", "run_seeds", "run_sweep", "seed_argv"]
+from irl_core.checkpoints import atomic_write_json, read_json
+from irl_core.data import heldout_episodes
+from irl_core.discovery import PAPER_ALPHAS, discovery_preset, infer, load_metacontroller
+from irl_core.jobs import JobBackend, JobError, get_backend, run_all, run_status
+from irl_core.paths import REPO_ROOT, repo_relative
+
+__all__ = ["collect_results", "discover_argv", "gt_controllers_argv", "point_name", "run_layer_sweep", "run_seeds",
+           "run_sweep", "seed_argv", "sweep_table"]
+
+
+# --- the α sweep's points and table -----------------------------------------------------------------
+def point_name(variant: str, alpha: float, seed: int) -> str:
+    return f"{variant}_alpha{alpha:g}_seed{seed}"
+
+
+EXAMPLE_EPISODES = 4  # held-out episodes whose β, subgoal and length the sweep table keeps per point
+EXAMPLE_SEED = 0      # the same episodes for every point, so that points can be compared
+
+
+def _resolve(path: str | Path) -> Path:
+    """A checkpoint path as recorded (often relative to the repository, where the sweep's subprocesses run)."""
+    p = Path(path)
+    return p if p.is_absolute() or p.with_suffix(".json").exists() else REPO_ROOT / p
+
+
+def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int = EXAMPLE_SEED,
+                   base: str | Path | None = None) -> dict:
+    """β, subgoal and length of ``n`` held-out D* episodes under a finished point's metacontroller.
+
+    Cached in ``<point>/examples.json`` (recomputed when ``n`` or ``seed`` differ): ``{"n", "seed", "beta":
+    [[float]] (each cut to its episode's length, 4 decimals), "subgoal": [[int]], "length": [int]}``.
+    """
+    point_dir = Path(point_dir)
+    cache = point_dir / "examples.json"
+    if cache.exists():
+        try:
+            ex = json.loads(cache.read_text())
+            if ex.get("n") == n and ex.get("seed") == seed:
+                return ex
+        except json.JSONDecodeError:
+            pass
+    if base is None:
+        recorded = read_json(point_dir / "result.json").get("base_checkpoint")
+        base = _resolve(recorded) if recorded else None
+    meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu", base)
+    r = infer(model, meta, layer, heldout_episodes(n, seed, model.world, torch.device("cpu")))
+    lengths = [int(x) for x in r["length"]]
+    ex = {"n": n, "seed": seed,
+          "beta": [[round(float(b), 4) for b in row[:k]] for row, k in zip(r["beta"], lengths)],
+          "subgoal": [[int(g) for g in row[:k]] for row, k in zip(r["subgoal"], lengths)],
+          "length": lengths}
+    atomic_write_json(cache, ex)
+    return ex
+
+
+def collect_results(root: str | Path, examples: int = 0) -> list[dict]:
+    """``result.json`` of every finished point under ``root/points``; with ``examples > 0`` each row also gets
+    ``examples`` (see :func:`point_examples`; a point whose metacontroller cannot be loaded gets none)."""
+    rows = []
+    for p in sorted(Path(root).glob("points/*/result.json")):
+        try:
+            row = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            continue
+        if examples > 0:
+            try:
+                row["examples"] = point_examples(p.parent, examples)
+            except (RuntimeError, OSError, ValueError, KeyError) as e:  # CheckpointError is a RuntimeError
+                print(f"  {p.parent.name}: no example episodes ({e})", file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
+TABLE_KEYS = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
+              "f1", "binary_fraction", "code_accuracy", "mean_length", "steps", "run_dir", "examples")
+
+
+def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: dict | None = None, ran: int = 0,
+                skipped: int = 0, failed: list[str] | None = None) -> dict:
+    """The sweep table (``discovery.json``) from result rows, sorted by (variant, α, seed); ``run_dir`` relative to
+    the repository when it lies inside it (the shipped table holds no machine's paths)."""
+    return {"base_checkpoint": str(base_checkpoint), "preset": preset_name, "overrides": overrides or {},
+            "ran": ran, "skipped": skipped, "failed": failed or [],
+            "rows": [{**{k: r.get(k) for k in TABLE_KEYS}, "run_dir": r.get("run_dir") and repo_relative(r["run_dir"])}
+                     for r in sorted(rows, key=lambda r: (r["variant"], r["alpha"], r["seed"]))]}
 
 
 def discover_argv(base_checkpoint, preset_name: str, variant: str, alpha: float, seed: int, device: str,
@@ -64,7 +147,7 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     Points whose ``result.json`` exists are skipped (a rerun resumes an interrupted sweep; an interrupted
     point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
     lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction, and
-    ``examples``: β, subgoal and length of :data:`~irl_core.discovery.EXAMPLE_EPISODES` held-out episodes
+    ``examples``: β, subgoal and length of :data:`EXAMPLE_EPISODES` held-out episodes
     (for the app's rate–distortion page, so that it never has to load a metacontroller).
     """
     for v, a in itertools.product(variants, alphas):  # validate every point before launching anything

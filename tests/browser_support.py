@@ -67,7 +67,8 @@ def make_tiny_set(base_checkpoint: Path, folder: Path, work: Path) -> Path:
     ``base_checkpoint`` is a tiny base model (conftest's ``tiny_base``); ``work`` holds the training runs.
     """
     from irl_core.checkpoints import atomic_write_json
-    from irl_core.discovery import collect_results, discovery_preset, export_switching, point_name, sweep_table, train
+    from irl_core.discovery import discovery_preset, export_switching, train
+    from irl_core.sweeps import collect_results, point_name, sweep_table
     from irl_core.pretrain import load_base_model
     from irl_core.runs import Run
 
