@@ -33,6 +33,9 @@ Choices (and why):
   outlive the page and the browser session that asked for them; the result is on disk.
 
 This module imports neither streamlit nor argparse.
+
+One module (about 460 lines): the request, the actor that plays it and the renderer share the request's
+fields and the record it produces (the cache, the queue and the gallery are in ``irl_core.ant_media_store``).
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ are matched one-to-one to changes within ±1 step; precision = matched switches 
 matched changes / changes, pooled over all episodes. The first step is left out (it starts the first
 subgoal in every episode) but a switch there still counts in ``switches``. "Quasi-binary" = the fraction
 of valid steps with β < 0.1 or β > 0.9.
+
+One module (about 440 lines): the metacontroller's training loop with the metrics it logs and the
+export of its switching, which read the same inference (the α sweep's scheduling is in ``irl_core.sweeps``).
 """
 from __future__ import annotations
 

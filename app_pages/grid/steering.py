@@ -1,4 +1,7 @@
-"""Steering: inject a controller into the frozen base model from a chosen time step (Fig. A4 of the paper)."""
+"""Steering: inject a controller into the frozen base model from a chosen time step (Fig. A4 of the paper).
+
+One page (about 400 lines): its inputs, the two ways to set a code and the rollouts it redraws are one screen.
+"""
 from __future__ import annotations
 
 import json

@@ -44,6 +44,9 @@ Choices the paper leaves open (and why):
 * **Reward** 1 on success only. **Termination** (``info["event"]``): ``"success"``, ``"wrong_colour"``
   (entering a colour other than the next one in the task), ``"wall"`` (the centre in the wall cell or
   outside the grid), ``"height"`` (torso z outside [0.2, 1.0]); **truncation** at T = 500 steps.
+
+One module for one environment (about 490 lines): the MJCF arena, the batched simulator, the gymnasium
+wrapper and the renderer share its constants and its termination rules, which are its contract.
 """
 from __future__ import annotations
 

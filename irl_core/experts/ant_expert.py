@@ -26,6 +26,9 @@ acting (not in training) the planner adds a safety push away from forbidden neig
 (``ACT_MARGIN = 0.3`` cells, ``ACT_PUSH = 1``, see :class:`Planner`); on 128 pretraining episodes of a
 half-trained policy it raised success from 0.58 to 0.64 (sampled) and from 0.73 to 0.80 (mean action),
 mostly by removing "wall" endings.
+
+One module (about 460 lines) for one algorithm read top to bottom, as CleanRL's ``ppo.py``: features,
+policy, acting, and its PPO training (the planner and the episodes of any actor are modules of their own).
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ lock to the worker they start, which keeps it until it exits. ``submit`` validat
 ``LocalBackend`` (the default) starts ``python -m irl_core.jobs <run_dir>`` in a new session, so that
 closing the app or the shell does not stop it. ``irl_core.jobs.ray_backend`` runs the same worker in Ray
 tasks; both share ``prepare_job`` / ``prepare_resume`` and read run directories with the functions below.
+
+One module (about 440 lines): the worker, the status records it writes and the run registry share the
+run-lock protocol; splitting them would spread one protocol over three files.
 """
 from __future__ import annotations
 
