@@ -1,4 +1,4 @@
-"""Unsupervised discovery of abstract actions: metacontroller training, switching metrics, α sweeps.
+"""Unsupervised discovery of abstract actions: metacontroller training, its metrics and its switching export.
 
 Training (docs/paper.md §5.2–5.3): each step draws ``batch_size`` fresh D* episodes (ε = 0 expert, pretraining
 tasks), runs the base model's lower blocks to layer l (no gradient for the ``frozen`` variants), the
@@ -18,12 +18,7 @@ with z̃ = μ; multiply by ``mean_length`` for per-episode sums) and the trained
 ``checkpoints/metacontroller`` (kind ``"metacontroller"``). ``checkpoints/last`` holds the full training
 state (weights, AdamW moments, data and noise generators) from which an interrupted run resumes.
 
-Switching alignment (our metric; the paper labels alignment by hand): a *switch* is a step t ≥ 1 (0-based)
-with β_t > 0.5; a *ground-truth change* is a step t ≥ 1 whose subgoal differs from step t−1's. Switches
-are matched one-to-one to changes within ±1 step; precision = matched switches / switches, recall =
-matched changes / changes, pooled over all episodes. The first step is left out (it starts the first
-subgoal in every episode) but a switch there still counts in ``switches``. "Quasi-binary" = the fraction
-of valid steps with β < 0.1 or β > 0.9.
+Switching alignment: :func:`irl_core.switching.switch_alignment`.
 
 One module (about 440 lines): the metacontroller's training loop with the metrics it logs and the
 export of its switching, which read the same inference (the α sweep's scheduling is in ``irl_core.sweeps``).
@@ -49,6 +44,7 @@ from irl_core.experts.grid_expert import TIES
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
 from irl_core.models.transformer import GridTransformer, TransformerConfig
 from irl_core.runs import Run
+from irl_core.switching import SWITCHING_METRICS, switch_alignment
 
 VARIANTS = ("frozen", "beta1", "cotrained")
 PAPER_ALPHAS = (0.0, 0.05, 0.1, 0.17, 0.3, 0.5, 1.0)
@@ -128,45 +124,6 @@ DISCOVERY_PRESETS: dict[str, DiscoveryConfig] = {
 
 def discovery_preset(name: str, **overrides) -> DiscoveryConfig:
     return preset(DISCOVERY_PRESETS, name, **overrides)
-
-
-# --- switching alignment ------------------------------------------------------------------------------
-def switch_alignment(beta: np.ndarray, subgoal: np.ndarray, length: np.ndarray, threshold: float = 0.5,
-                     tolerance: int = 1) -> dict[str, float]:
-    """Precision / recall / F1 of switch times against subgoal changes (see the module docstring).
-
-    ``beta`` (N, T) float, ``subgoal`` (N, T) int, ``length`` (N,) valid steps per episode.
-    """
-    beta, subgoal, length = np.asarray(beta, dtype=np.float64), np.asarray(subgoal), np.asarray(length)
-    if beta.shape != subgoal.shape or beta.ndim != 2 or length.shape != beta.shape[:1]:
-        raise ValueError(f"expected beta (N, T), subgoal (N, T), length (N,); got {beta.shape}, {subgoal.shape}, {length.shape}")
-    n_pred = n_true = matched_pred = matched_true = 0
-    switches, binary, steps = 0, 0, 0
-    for b, g, n in zip(beta, subgoal, length):
-        n = int(n)
-        b, g = b[:n], g[:n]
-        on = b > threshold
-        switches += int(on.sum())
-        binary += int(((b < 0.1) | (b > 0.9)).sum())
-        steps += n
-        pred = [t for t in range(1, n) if on[t]]
-        true = [t for t in range(1, n) if g[t] != g[t - 1]]
-        n_pred += len(pred)
-        n_true += len(true)
-        free = set(pred)
-        for t in true:  # exact match first, then the earlier neighbour, then the later one
-            for c in [t] + [t + s * d for d in range(1, tolerance + 1) for s in (-1, 1)]:
-                if c in free:
-                    free.discard(c)
-                    matched_true += 1
-                    break
-    matched_pred = matched_true  # the matching is one-to-one
-    precision = matched_pred / n_pred if n_pred else float(n_true == 0)
-    recall = matched_true / n_true if n_true else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1,
-            "binary_fraction": binary / max(1, steps), "switches": switches / max(1, len(length)),
-            "true_changes": n_true / max(1, len(length)), "mean_length": steps / max(1, len(length))}
 
 
 # --- base model / metacontroller construction ---------------------------------------------------------
@@ -416,8 +373,6 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
 
 
 # --- switching export ---------------------------------------------------------------------------------
-SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fraction", "switches", "true_changes",
-                     "mean_length")
 
 
 def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device="cpu", base=None) -> dict[str, float]:

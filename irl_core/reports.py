@@ -15,6 +15,7 @@ import numpy as np
 
 from irl_core.checkpoints import CheckpointError, portable_path, read_json
 from irl_core.paths import SHIPPED_SETS, checkpoints_root
+from irl_core.switching import SWITCHING_METRICS, switch_alignment
 
 # what makes each artifact of a set (checkpoints and reports), for pages that find one missing ({set} = the set's folder)
 REPORT_COMMANDS = {
@@ -43,8 +44,6 @@ REPORT_COMMANDS = {
     "control_reading": "python -m irl_core control-reading --base {set}/base --controllers {set}/gt_controllers_layer0 "
                        "{set}/gt_controllers --out {set}/reports/control_reading.json",
 }
-SWITCHING_METRICS = ("action_nll", "kl", "precision", "recall", "f1", "binary_fraction", "switches", "true_changes",
-                     "mean_length")  # the scalars of irl_core.discovery.export_switching
 SUBGOAL_ALIGNED_F1 = 0.9  # a sweep point with F1 ≥ this is drawn as subgoal-aligned (★)
 
 
@@ -138,7 +137,6 @@ def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: s
     if all(k in data and data[k].shape == () for k in SWITCHING_METRICS):
         out["metrics"] = {k: float(data[k]) for k in SWITCHING_METRICS}
     else:  # an export made before the metrics were stored
-        from irl_core.discovery import switch_alignment
         out["metrics"] = switch_alignment(beta, subgoal, length)
     out["checkpoint"] = str(data["checkpoint"]) if "checkpoint" in data and data["checkpoint"].shape == () else None
     out["switches"], out["changes"] = episode_counts(beta, subgoal, length)

@@ -289,10 +289,6 @@ def test_bad_reports_give_clear_messages(tmp_path, monkeypatch, name, content, m
     assert at.warning and message in at.warning[0].value
 
 
-def test_switching_metrics_match_the_export():
-    from irl_core import discovery
-    assert discovery.SWITCHING_METRICS == SWITCHING_METRICS
-
 
 # --- internal RL ------------------------------------------------------------------------------------------
 def _rl_report(folder: Path) -> None:

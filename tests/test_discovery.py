@@ -12,9 +12,10 @@ import torch
 from irl_core.checkpoints import CheckpointError
 from irl_core.sweeps import run_sweep
 from irl_core.discovery import (code_accuracy, discovery_preset, segment_ends, export_switching, load_metacontroller,
-                                switch_alignment, train)
+                                train)
 from irl_core.pretrain import load_base_model
 from irl_core.runs import Run
+from irl_core.switching import switch_alignment
 
 ROOT = Path(__file__).resolve().parent.parent
 
