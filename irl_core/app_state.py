@@ -221,6 +221,17 @@ def current() -> Selection:
     return resolve(st.session_state)
 
 
+def current_grid() -> Selection:
+    """:func:`current` for a gridworld page: with an ant set selected (a deep link to a grid page), the page says
+    so in one line and stops there."""
+    import streamlit as st
+    sel = current()
+    if not sel.grid:
+        st.info(GRID_ONLY)
+        st.stop()
+    return sel
+
+
 def sidebar() -> Selection:
     """Draw the environment / checkpoint set / device choices in the sidebar; returns the selection."""
     import streamlit as st

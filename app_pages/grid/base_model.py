@@ -7,11 +7,8 @@ from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
 from irl_core.reports import load_report, report_path
 
-sel = app_state.current()
+sel = app_state.current_grid()
 st.title("Linear probes: what the base model knows, layer by layer")
-if not sel.grid:
-    st.info(app_state.GRID_ONLY)
-    st.stop()
 world = sel.world
 st.markdown(
     "A linear probe reads the current **subgoal** ("

@@ -13,7 +13,7 @@ NEEDS = {"internal-rl": "metacontroller", "beta1": "metacontroller_beta1", "cotr
          "compile": "compile", "raw-action": "base"}
 PRESETS = {"tiny": "tiny (seconds; a smoke test)", "cpu": "cpu (this machine)", "paper": "paper (Table A13; a GPU)"}
 
-sel = app_state.current()
+sel = app_state.current_grid()
 st.title("Internal RL: reinforcement learning in the space of abstract actions")
 st.markdown(
     "The policy picks a code z only when the frozen switching unit opens the gate (β > 0.5); the frozen "
@@ -22,9 +22,6 @@ st.markdown(
     "(a decision every step), internal RL on a co-trained metacontroller, and CompILE's codes (a decision "
     "every 10 steps). The task is the held-out "
     "12-colour task, whose subgoal transitions the model never saw. In the paper, only internal RL learns.")
-if not sel.grid:
-    st.info(app_state.GRID_ONLY)
-    st.stop()
 
 
 # --- the shipped curves and your finished runs ------------------------------------------------------------

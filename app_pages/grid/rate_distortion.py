@@ -15,7 +15,7 @@ VARIANT_TITLES = {"frozen": "Frozen base model (the paper's method)", "cotrained
                   "beta1": "β ≡ 1 (no temporal integration)"}
 POINT_KEY = "rd_point"
 
-sel = app_state.current()
+sel = app_state.current_grid()
 st.title("Rate–distortion: why the base model must be frozen")
 st.markdown(
     "Each point is one metacontroller trained with a KL weight **α** (colour): it trades **distortion** (how "
@@ -26,9 +26,6 @@ st.markdown(
     "episode. "
     "Select a point (click it, or use the list below) to see its switching on example episodes.")
 
-if not sel.grid:
-    st.info(app_state.GRID_ONLY)
-    st.stop()
 
 
 @st.cache_data(show_spinner=False)

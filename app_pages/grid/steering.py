@@ -179,10 +179,7 @@ latent_map_component = st.components.v2.component(
 
 
 # --- inputs ---------------------------------------------------------------------------------------------
-sel = app_state.current()
-if not sel.grid:
-    st.info(app_state.GRID_ONLY)
-    st.stop()
+sel = app_state.current_grid()
 set_dir, device = str(sel.set_dir), sel.device
 base, base_err = ok(models, set_dir, device, "base")
 if base is None:

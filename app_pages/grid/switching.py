@@ -15,7 +15,7 @@ from irl_core.palette import subgoal_palette
 from irl_core.plots import grid_figure, subgoal_legend_html, switching_timeline, task_html
 from irl_core.reports import load_switching, report_path, switching_null_note
 
-sel = app_state.current()
+sel = app_state.current_grid()
 st.title("Switching: when does the metacontroller change its abstract action?")
 st.markdown(
     "The metacontroller's gate **βₜ** decides at every step whether to draw a new latent code (β ≈ 1) or to "
@@ -25,9 +25,6 @@ st.markdown(
     "The numbers below measure that on held-out expert episodes: a switch is a step with β > 0.5, matched "
     "one-to-one to a subgoal change within ±1 step.")
 
-if not sel.grid:
-    st.info(app_state.GRID_ONLY)
-    st.stop()
 SUBGOALS = sel.world.subgoal
 SUBGOAL_NAMES, _ = subgoal_palette(SUBGOALS)
 
