@@ -391,3 +391,9 @@ def test_switching_page_on_the_collapsed_7x7_set_points_to_grid5():
     assert not at.exception and not any(i.value.startswith("F1 ") for i in at.info)
     at = _run(_page("internal_rl"), ROOT / "checkpoints" / "grid")
     assert not at.exception and any("near 0" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("name", ["base_model", "switching", "rate_distortion", "steering", "internal_rl"])
+def test_grid_pages_say_so_in_one_line_when_the_ant_is_chosen(name):
+    at = _run(_page(name), ROOT / "checkpoints" / "ant", **{app_state.ENV_KEY: "ant"})
+    assert not at.exception and [i.value for i in at.info] == [app_state.GRID_ONLY]
