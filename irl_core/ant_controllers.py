@@ -175,15 +175,19 @@ def first_colour_after(uv: np.ndarray, layout: np.ndarray, t0: int) -> int:
 
 
 def injection(model: AntSSM, ctrl: AntGTControllers, colour: int, t0: int = 30, episodes: int = 200, seed: int = 0,
-              tasks=ANT_PRETRAIN_TASKS, sample: bool = True) -> dict:
+              tasks=ANT_PRETRAIN_TASKS, sample: bool = True, any_task: bool = True) -> dict:
     """How often the first colour entered after ``t0`` is ``colour``: with its controller switched on from ``t0``,
-    and for the base model alone on the same episodes (episodes that end before ``t0`` are left out of both)."""
+    and for the base model alone on the same episodes (episodes that end before ``t0`` are left out of both).
+
+    ``any_task`` (default): an episode runs on as long as the colours entered could still be a pretraining
+    task (the base model is not told its task, as in the paper's unconditioned rollouts), rather than ending at
+    the first colour off the episode's drawn task; both arms are judged alike either way."""
     inject = ControlledActor(model, ctrl, lambda batch, i: colour if int(batch.t[i]) >= t0 else -1, sample)
     rates = {}
     for name, actor in (("base_alone", BaseModelActor(model, sample)), ("injected", inject)):
-        res = run_episodes(actor, tasks, episodes, seed, record=True)
+        res = run_episodes(actor, tasks, episodes, seed, record=True, any_task=any_task)
         firsts = [first_colour_after(res["uv"][j], res["layout"][j], t0) for j in range(episodes)
                   if res["length"][j] > t0]
         rates[name] = {"episodes": len(firsts), "reached_first": float(np.mean([f == colour for f in firsts]))
                        if firsts else None}
-    return {"colour": colour, "t0": t0, "seed": seed, "sample": sample, **rates}
+    return {"colour": colour, "t0": t0, "seed": seed, "sample": sample, "any_task": any_task, **rates}

@@ -90,6 +90,7 @@ class RolloutRequest:
     height: int = 480
     max_steps: int = A.T_MAX
     inject: tuple[int, int] | None = None  # (colour, from step): the set's gt_controllers steer the base model
+    any_task: bool = False  # success on completing any pretraining task (AntPinpadBatch.reset_one any_of)
 
     @property
     def mean_action(self) -> bool:
@@ -102,7 +103,8 @@ class RolloutRequest:
 
     def describe(self) -> str:
         steer = f" · controller for colour {self.inject[0]} from step {self.inject[1]}" if self.inject else ""
-        return (f"task {format_task(self.task)} · layout seed {self.seed} · {self.policy}{steer} · "
+        judged = "any pretraining task" if self.any_task else f"task {format_task(self.task)}"
+        return (f"{judged} · layout seed {self.seed} · {self.policy}{steer} · "
                 f"{CAMERA_LABELS[self.camera]} · {self.width}×{self.height}")
 
     def fields(self) -> dict:
@@ -112,15 +114,20 @@ class RolloutRequest:
             del d["inject"]  # keys (and records) of unsteered rollouts are as before injection existed
         else:
             d["inject"] = list(self.inject)
+        if not self.any_task:
+            del d["any_task"]  # likewise for rollouts judged on their drawn task
         return d
 
 
 def make_request(policy: str, task, seed, camera: str = "topdown", width: int = 480, height: int = 480,
-                 max_steps: int = A.T_MAX, inject: tuple[int, int] | None = None) -> RolloutRequest:
+                 max_steps: int = A.T_MAX, inject: tuple[int, int] | None = None,
+                 any_task: bool = False) -> RolloutRequest:
     """A validated :class:`RolloutRequest`; :class:`MediaError` (one line) for anything out of range.
 
     ``task`` is a task string such as ``"0-3-2"`` or a sequence of colours. A colour outside 0..3 or a colour
     repeated back to back is refused (``envs.tasks.parse_task``); so is a layout seed outside 0..2³¹−1.
+    ``any_task``: the episode succeeds on completing any pretraining task (for the base model, which is not
+    told its task); ``task`` still seeds nothing but names the episode's drawn task.
     """
     if policy not in POLICIES:
         raise MediaError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -151,7 +158,10 @@ def make_request(policy: str, task, seed, camera: str = "topdown", width: int = 
         if not (isinstance(t0, (int, np.integer)) and 0 <= t0 < max_steps):
             raise MediaError(f"the injection step must be a whole number in 0..{max_steps - 1}, got {t0!r}")
         inject = (int(colour), int(t0))
-    return RolloutRequest(policy, colours, seed_i, camera, int(width), int(height), int(max_steps), inject)
+    if not isinstance(any_task, (bool, np.bool_)):
+        raise MediaError(f"any_task must be true or false, got {any_task!r}")
+    return RolloutRequest(policy, colours, seed_i, camera, int(width), int(height), int(max_steps), inject,
+                          bool(any_task))
 
 
 def task_choices() -> list[tuple[str, str]]:
@@ -344,9 +354,8 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
         checkpoint, act = _actor(request, checkpoint)
         batch = A.AntPinpadBatch(1, model=build_render_model(request.width, request.height, settings))
         batch.seed(0, request.seed)  # as AntPinpadEnv.reset(seed=...) and record_video
-        batch.reset_one(0, task=request.task)
+        batch.reset_one(0, task=request.task, any_of=ANT_PRETRAIN_TASKS if request.any_task else None)
         renderer = A.AntRenderer(batch, request.width, request.height)
-    task = request.task
     layout, start = batch.layout[0].copy(), tuple(int(x) for x in batch.cell[0])
     uv = [batch.uv()[0].copy()]
     sought: list[int] = []
@@ -359,7 +368,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
         yield frame
         for t in range(1, request.max_steps + 1):
             k = int(batch.progress[0])
-            sought.append(task[k])
+            sought.append(batch.tasks[0][k])  # the drawn task, or with any_task the first one still matching
             with phases("policy"):
                 action = act(batch)
             with phases("physics"):
@@ -367,7 +376,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
             uv.append(batch.uv()[0].copy())
             name = A.EVENTS[int(event[0])]
             if int(batch.progress[0]) > k:
-                entries.append({"t": t, "colour": int(task[k]), "correct": True})
+                entries.append({"t": t, "colour": int(batch.tasks[0][k]), "correct": True})
             elif name == "wrong_colour":
                 r, c = (int(x) for x in batch.cell[0])
                 entries.append({"t": t, "colour": int(layout[r, c]), "correct": False})
@@ -400,6 +409,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
         "checkpoint_sha256": expert_sha256 or file_sha256(checkpoint.with_suffix(".safetensors")),
         "layout": layout.tolist(), "start": list(start),
         "uv": np.round(np.asarray(uv, dtype=np.float64), 4).tolist(),
+        **({"followed": format_task(batch.tasks[0])} if request.any_task else {}),
         "sought": sought, "entries": entries, "outcome": end["event"], "length": length, "frames": n,
         "fps": FPS, "video": video.name,
         "settings": {**asdict(settings), "shadowsize": settings.shadow_side(request.width, request.height)},
@@ -426,7 +436,7 @@ def simulate(request: RolloutRequest, checkpoint=DEFAULT_EXPERT) -> dict:
     _, act = _actor(request, checkpoint)
     batch = A.AntPinpadBatch(1)
     batch.seed(0, request.seed)
-    batch.reset_one(0, task=request.task)
+    batch.reset_one(0, task=request.task, any_of=ANT_PRETRAIN_TASKS if request.any_task else None)
     for t in range(1, request.max_steps + 1):
         _, term, trunc, event = batch.step(act(batch))
         if term[0] or trunc[0]:

@@ -333,6 +333,7 @@ def test_rollouts_page_offers_the_base_model_once_the_set_has_one(tmp_path, monk
     ((_, _, folder),) = S.RolloutCache().entries()
     rec = M.read_record(folder / "rollout.json")
     assert rec["policy"] == "base-mean" and rec["checkpoint"].endswith("base") and rec["length"] <= 8
+    assert rec["any_task"] is True  # the base model is judged on any pretraining task by default
 
 
 def test_base_policy_rollouts_repeat_and_name_a_missing_model(tmp_path):
@@ -341,6 +342,11 @@ def test_base_policy_rollouts_repeat_and_name_a_missing_model(tmp_path):
     assert M.simulate(request, tmp_path / "base") == M.simulate(request, tmp_path / "base")
     with pytest.raises(M.MediaError, match="ant-pretrain"):
         M.simulate(request, tmp_path / "nope")
+    anyt = M.make_request("base-sampled", "0-3-2", 5, width=160, height=160, max_steps=15, any_task=True)
+    assert "any_task" not in request.fields() and anyt.fields()["any_task"] is True
+    assert anyt.describe().startswith("any pretraining task") and M.simulate(anyt, tmp_path / "base")["length"] >= 1
+    with pytest.raises(M.MediaError, match="any_task"):
+        M.make_request("base-sampled", "0-3-2", 5, any_task="yes")
 
 
 def test_injection_renders_the_same_episode_with_and_without_the_controller(tmp_path, monkeypatch):

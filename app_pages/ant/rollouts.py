@@ -160,8 +160,11 @@ def show_rollout(rec: dict) -> None:
         "sought": rec.get("sought", []), "entries": rec["entries"], "outcome": M.OUTCOMES[rec["outcome"]],
         "marker": marker_trace(fig), "video_key": VIDEO_KEY, "plot_key": PLOT_KEY, "t": 0})
     seconds = rec["length"] * A.CONTROL_DT
-    st.markdown(f"**Outcome: {M.OUTCOMES[rec['outcome']]}** after {rec['length']} steps ({seconds:.2f} s) on task "
-                f"{task_chips([int(c) for c in rec['task'].split('-')])} &nbsp; · layout seed {rec['seed']} · "
+    judged = (f"any pretraining task (followed {task_chips([int(c) for c in rec['followed'].split('-')])})"
+              if rec.get("any_task") and rec.get("followed") else
+              f"task {task_chips([int(c) for c in rec['task'].split('-')])}")
+    st.markdown(f"**Outcome: {M.OUTCOMES[rec['outcome']]}** after {rec['length']} steps ({seconds:.2f} s) on "
+                f"{judged} &nbsp; · layout seed {rec['seed']} · "
                 f"{M.POLICIES[rec['policy']]}", unsafe_allow_html=True)
     st.markdown("**Colours entered:** " + entries_html(rec), unsafe_allow_html=True)
 
@@ -205,8 +208,12 @@ def request_from_inputs() -> M.RolloutRequest:
                        f"`{M.base_command(set_dir / 'base')}`.")
         camera = st.radio("Camera", list(M.CAMERA_LABELS), format_func=M.CAMERA_LABELS.get, horizontal=True,
                           key=remember("ant_camera", "topdown"))
-        inject = None
+        inject, any_task = None, False
         if policy in M.BASE_POLICIES:
+            any_task = st.checkbox("Succeed on any pretraining task", key=remember("ant_any_task", True),
+                                   help="The base model is not told its task: count the episode a success when the "
+                                        "colours it enters complete any of the 16 pretraining tasks, instead of ending "
+                                        "it at the first colour off the task chosen above.")
             colour = st.selectbox("Inject a controller", ["none", 0, 1, 2, 3], key=remember("ant_inject", "none"),
                                   format_func=lambda c: "none" if c == "none" else f"go to colour {c} ({COLOUR_NAMES[c]})",
                                   help="Switch on the ground-truth controller of a colour from a chosen step (Fig. A4); "
@@ -222,9 +229,10 @@ def request_from_inputs() -> M.RolloutRequest:
                                 key=remember("ant_steps", A.T_MAX),
                                 help=f"Stop after this many steps (the episode's own limit is T = {A.T_MAX}).")
     keep("ant_task", "ant_task_text", "ant_seed", "ant_policy", "ant_camera", "ant_size", "ant_steps", "ant_inject",
-         "ant_inject_t0")
+         "ant_inject_t0", "ant_any_task")
     w, h = M.RESOLUTIONS[sizes.index(size)] if size in sizes else M.RESOLUTIONS[2]
-    return M.make_request(policy, task if task is not None else "", seed, camera, w, h, int(steps), inject)
+    return M.make_request(policy, task if task is not None else "", seed, camera, w, h, int(steps), inject,
+                          bool(any_task))
 
 
 @st.fragment(run_every=0.5)
