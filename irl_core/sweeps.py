@@ -138,7 +138,7 @@ def _max_active(backend: JobBackend, jobs: int) -> int | None:
 def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = "cpu",
               alphas=PAPER_ALPHAS, seeds=(0,), variants=("frozen",), jobs: int = 1, device: str = "cpu",
               overrides: dict | None = None, table: str | Path | None = None, progress: bool = True,
-              collect: bool = False, backend: str | JobBackend | None = None) -> dict:
+              collect: bool = False, backend: str | JobBackend | None = None, merge: bool = False) -> dict:
     """Run every (variant, α, seed) point as a ``discover`` job, then tabulate every finished point.
 
     With ``collect`` nothing is run: the table lists every point already finished under ``root`` (a partial
@@ -149,11 +149,16 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction, and
     ``examples``: β, subgoal and length of :data:`EXAMPLE_EPISODES` held-out episodes
     (for the app's rate–distortion page, so that it never has to load a metacontroller).
+
+    ``merge``: rows of an existing ``table`` for points this sweep directory does not hold are kept (a sweep
+    continued in another directory, or on another machine); the table must be of the same base, preset and knobs.
     """
     for v, a in itertools.product(variants, alphas):  # validate every point before launching anything
         discovery_preset(preset_name, variant=v, alpha=float(a), **(overrides or {}))
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if merge and table and Path(table).exists():
+        merged_rows([], table, base_checkpoint, preset_name, overrides)  # refuse a mismatched table before running
     root = Path(root)
     (root / "points").mkdir(parents=True, exist_ok=True)
     points = [(v, float(a), int(s)) for v, a, s in itertools.product(variants, alphas, seeds)]
@@ -183,11 +188,26 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     rows = collect_results(root, examples=EXAMPLE_EPISODES)
     wanted = {point_name(*p) for p in points}
     rows = [r for r in rows if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) in wanted]
+    if merge and table and Path(table).exists():
+        rows = merged_rows(rows, table, base_checkpoint, preset_name, overrides)
     out = sweep_table(rows, base_checkpoint, preset_name, overrides, len(todo) - len(failed), skipped, failed)
     atomic_write_json(root / "results.json", out)
     if table:
         atomic_write_json(table, out)
     return out
+
+
+def merged_rows(rows: list[dict], table, base_checkpoint, preset_name: str, overrides: dict | None) -> list[dict]:
+    """``rows`` plus the rows of sweep table ``table`` for the points ``rows`` lack; ValueError if the table was
+    made with another base model, preset or knobs (its points would not be comparable)."""
+    old = read_json(table)
+    mine = (str(base_checkpoint), preset_name, overrides or {})
+    theirs = (str(old.get("base_checkpoint")), old.get("preset"), old.get("overrides") or {})
+    if mine != theirs:
+        raise ValueError(f"{table} was made with another base, preset or knobs ({theirs[0]}, {theirs[1]}); "
+                         "merge only points of one sweep")
+    have = {point_name(r["variant"], float(r["alpha"]), int(r["seed"])) for r in rows}
+    return rows + [r for r in old.get("rows", []) if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) not in have]
 
 
 def seed_argv(argv: Sequence[str], seed: int, run_dir: str | Path) -> list[str]:

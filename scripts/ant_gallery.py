@@ -1,6 +1,6 @@
 """Render the ant videos shipped with the app (the Rollouts page's "Shipped videos") into checkpoints/ant/media/.
 
-    python scripts/ant_gallery.py [--only NAME ...] [--checkpoint checkpoints/ant/expert] [--out checkpoints/ant/media]
+    python scripts/ant_gallery.py [--only NAME ...] [--set checkpoints/ant] [--out checkpoints/ant/media]
 
 Each entry is rendered exactly as the app renders a new rollout (``irl_core.ant_media.render_rollout``, the app's
 render settings) and written as ``<name>.mp4`` plus ``<name>.json`` (its rollout record); ``gallery.json`` lists
@@ -8,7 +8,9 @@ them in order with their titles and the command that remakes each. The same epis
 ``video`` command keeps the model's slower render settings) is also given by
 ``python -m irl_core video --env ant --task T --seed S --camera C --size N [--mean-action]``.
 The seeds were chosen by playing seeds 0..11 without rendering (``ant_media.simulate``): successes on
-pretraining tasks and the held-out task with both policies, and two typical failures.
+pretraining tasks and the held-out task with both policies, and two typical failures. The base-model entries
+(the set's ``base``, judged on any pretraining task, one with the set's ``gt_controllers`` injected) were chosen
+the same way among seeds 0..19 once the base model existed.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from irl_core import ant_media as M  # noqa: E402
 from irl_core import ant_media_store as S  # noqa: E402
 from irl_core.checkpoints import atomic_write_json  # noqa: E402
 
-# name, policy, task, layout seed, camera, size
+# name, policy, task, layout seed, camera, size[, make_request's keyword arguments]
 ENTRIES = (
     ("pretrain-0-3-2-mean-topdown", "expert-mean", "0-3-2", 0, "topdown", 480),
     ("pretrain-2-1-3-sampled-chase", "expert-sampled", "2-1-3", 2, "chase", 480),
@@ -40,15 +42,20 @@ LIMIT_BYTES = 10_000_000
 
 
 def title(rec: dict) -> str:
-    kind = "held-out" if rec["task"] == "0-1-2-3" else "pretraining"
-    return (f"{rec['task']} ({kind}) · {M.POLICIES[rec['policy']].split(',')[1].strip()} · "
+    if rec.get("any_task"):
+        task = f"any pretraining task (followed {rec.get('followed', '?')})"
+    else:
+        task = f"{rec['task']} ({'held-out' if rec['task'] == '0-1-2-3' else 'pretraining'})"
+    who = "base model" if rec["policy"] in M.BASE_POLICIES else "expert"
+    steer = f" · controller for colour {rec['inject'][0]} from step {rec['inject'][1]}" if rec.get("inject") else ""
+    return (f"{task} · {who}, {M.POLICIES[rec['policy']].split(',')[1].strip()}{steer} · "
             f"{M.CAMERA_LABELS[rec['camera']]} · {M.OUTCOMES[rec['outcome']]} after {rec['length']} steps")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="*", help="render only these entries (the index keeps the others)")
-    p.add_argument("--checkpoint", default=str(M.DEFAULT_EXPERT), help="expert checkpoint")
+    p.add_argument("--set", default=str(ROOT / "checkpoints" / "ant"), help="the ant checkpoint set (expert, base, …)")
     p.add_argument("--out", default=str(ROOT / "checkpoints" / "ant" / "media"), help="output folder")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -58,12 +65,13 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown entries {sorted(unknown)}; choose from {names}")
     index = []
-    for name, policy, task, seed, camera, size in ENTRIES:
+    for name, policy, task, seed, camera, size, *extra in ENTRIES:
         command = f"python scripts/ant_gallery.py --only {name}"
         if not args.only or name in args.only:
-            req = M.make_request(policy, task, seed, camera, size, size)
+            req = M.make_request(policy, task, seed, camera, size, size, **(extra[0] if extra else {}))
+            checkpoint = M.check_checkpoint(req, Path(args.set) / req.checkpoint_name)
             with tempfile.TemporaryDirectory() as tmp:
-                rec = M.render_rollout(req, args.checkpoint, tmp)
+                rec = M.render_rollout(req, checkpoint, tmp)
                 shutil.move(Path(tmp) / rec["video"], out / f"{name}.mp4")
             rec["video"] = f"{name}.mp4"
             atomic_write_json(out / f"{name}.json", rec)

@@ -236,3 +236,17 @@ def test_sweep_validates_before_launching(tiny_base, tmp_path):
     with pytest.raises(ValueError, match="variant"):
         run_sweep(tiny_base, tmp_path, "tiny", alphas=[0.1], variants=["bogus"], progress=False)
     assert not (tmp_path / "points").exists() or not any((tmp_path / "points").iterdir())
+
+
+def test_sweep_tables_merge_points_of_one_sweep_only(tmp_path):
+    from irl_core.sweeps import merged_rows
+    row = lambda v, a, s, f1: {"variant": v, "alpha": a, "seed": s, "f1": f1}
+    knobs = {"gumbel": True}
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps({"base_checkpoint": "b", "preset": "cpu", "overrides": knobs,
+                                "rows": [row("frozen", 0.1, 0, 0.5), row("cotrained", 0.1, 0, 0.9)]}))
+    merged = merged_rows([row("frozen", 0.1, 0, 1.0), row("frozen", 0.17, 0, 0.8)], path, "b", "cpu", knobs)
+    assert [(r["variant"], r["alpha"], r["f1"]) for r in merged] == [("frozen", 0.1, 1.0), ("frozen", 0.17, 0.8),
+                                                                    ("cotrained", 0.1, 0.9)]  # the new point wins
+    with pytest.raises(ValueError, match="another base, preset or knobs"):
+        merged_rows([], path, "b", "cpu", {"gumbel": False})

@@ -107,12 +107,15 @@ def _sweep(args) -> int:
     from irl_core.sweeps import run_sweep
     if args.collect and not (args.out_dir and Path(args.out_dir, "points").is_dir()):
         raise UserError(f"--collect needs --out-dir naming an existing sweep directory (got {args.out_dir!r})")
+    if args.merge_table and not args.table:
+        raise UserError("--merge-table needs --table naming the table to merge into")
     root = Path(args.out_dir) if args.out_dir else Run.create("sweep").path
     with user_errors():
         alphas, seeds = _floats(args.alphas), _ints(args.seeds)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         out = run_sweep(args.base, root, args.preset, alphas, seeds, variants, args.jobs, args.device,
-                        _knob_values(args), args.table, collect=args.collect, backend=args.backend)
+                        _knob_values(args), args.table, collect=args.collect, backend=args.backend,
+                        merge=args.merge_table)
     print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
           f"({out['ran']} run now, {out['skipped']} skipped as done, {len(out['failed'])} failed)")
     for r in out["rows"]:
@@ -331,6 +334,8 @@ def _register_metacontrollers(sub) -> None:
     _add_knobs(p)
     p.add_argument("--out-dir", help="sweep directory (default runs/sweep/<id>); rerunning skips finished points")
     p.add_argument("--table", help="also write the results table here (e.g. checkpoints/grid5/reports/discovery.json)")
+    p.add_argument("--merge-table", action="store_true",
+                   help="keep the points of an existing --table that this --out-dir does not hold")
     p.add_argument("--collect", action="store_true",
                    help="run nothing: tabulate every point already finished in --out-dir (a partial sweep)")
     _common(p)
