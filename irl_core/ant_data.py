@@ -170,7 +170,8 @@ def export_rollouts(checkpoint, tasks, n: int, seed: int, out, mean_action: bool
 
 def evaluate_report(checkpoint, episodes: int = 200, seed: int = 0, heldout_episodes: int | None = None) -> dict:
     """Success and episode length on the 16 pretraining tasks and the held-out task, sampled (as D) and
-    mean (as D*) actions; the shipped ``checkpoints/ant/reports/expert.json``."""
+    mean (as D*) actions; the shipped ``checkpoints/ant/reports/expert.json``. ``pretrain_any`` judges the
+    same episodes on completing any pretraining task, as the base model is judged (``irl_core.ant_base``)."""
     import time
     from irl_core.experts.ant_episodes import evaluate
     heldout_episodes = heldout_episodes or episodes
@@ -179,6 +180,8 @@ def evaluate_report(checkpoint, episodes: int = 200, seed: int = 0, heldout_epis
     for mode, det in (("sampled", False), ("mean", True)):
         expert = _load_expert(checkpoint, det, seed)
         report[mode] = {"pretrain": evaluate(expert, ANT_PRETRAIN_TASKS, episodes, seed),
+                        "pretrain_any": evaluate(_load_expert(checkpoint, det, seed), ANT_PRETRAIN_TASKS, episodes, seed,
+                                                 any_task=True),
                         "heldout": evaluate(expert, [ANT_HELDOUT_TASK], heldout_episodes, seed + 1)}
     report["eval_wall_s"] = round(time.time() - t0, 1)
     return report
