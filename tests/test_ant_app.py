@@ -98,8 +98,9 @@ def test_overview_draws_the_world_tasks_and_the_measured_success():
     assert len(shapes) == A.G * A.G
     df = at.dataframe[0].value
     report = json.loads((SHIPPED / "reports" / "expert.json").read_text())
-    assert len(df) == 4
-    assert df["success"].tolist() == [report[m][s]["success_rate"] for m in ("sampled", "mean") for s in ("pretrain", "heldout")]
+    splits = [s for s in ("pretrain", "pretrain_any", "heldout") if s in report["sampled"]]
+    assert len(df) == 2 * len(splits)
+    assert df["success"].tolist() == [report[m][s]["success_rate"] for m in ("sampled", "mean") for s in splits]
     html = " ".join(m.value for m in at.markdown)
     assert html.count("border-radius:4px") >= 16 * 3 + 4, "16 pretraining tasks and the held-out one, as chips"
     seed = at.number_input(key="ant_overview_seed")
@@ -107,6 +108,29 @@ def test_overview_draws_the_world_tasks_and_the_measured_success():
     assert not at.exception and json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"] != shapes
     seed.set_value(-3).run()
     assert "Layout seed must be in" in _one_line(at.error)
+
+
+def test_overview_shows_the_base_model_reports_or_the_command_that_makes_them(tmp_path, monkeypatch):
+    ant = _root(tmp_path, monkeypatch)
+    at = _page(OVERVIEW, **{app_state.ENV_KEY: "ant"})
+    assert not at.exception and any("reproduce_ant_base.sh" in i.value for i in at.info)
+    ev = lambda rate: {"episodes": 10, "success_rate": rate, "events": {"success": int(10 * rate), "wall": 10 - int(10 * rate)}}
+    reports = {"base_eval": {"pretrain": ev(0.0), "pretrain_any": ev(0.4), "heldout": ev(0.0)},
+               "base_probes": {"accuracy": [0.3, 0.6, 0.5], "control": [0.26, 0.27, 0.25], "mid_layer": 1},
+               "gt_controllers": {"layer": 1, "controlled": ev(0.3), "base_alone": ev(0.0)},
+               "inject_colour2": {"colour": 2, "t0": 30, "base_alone": {"episodes": 9, "reached_first": 0.2},
+                                  "injected": {"episodes": 9, "reached_first": 0.5}}}
+    for name, rep in reports.items():
+        (ant / "reports" / f"{name}.json").write_text(json.dumps(rep))
+    at = _page(OVERVIEW, **{app_state.ENV_KEY: "ant"})
+    assert not at.exception and not at.info
+    frames = [d.value for d in at.dataframe]
+    base = next(f for f in frames if "judged on" in f.columns)
+    assert base["success"].tolist() == [0.4, 0.0, 0.0]
+    assert next(f for f in frames if "probe accuracy" in f.columns)["probe accuracy"].tolist() == [0.3, 0.6, 0.5]
+    assert next(f for f in frames if "injected" in f.columns)["injected"].tolist() == [0.5]
+    text = " ".join(m.value for m in at.markdown)
+    assert "30.0%" in text and "0.600 against 0.270" in text
 
 
 def test_overview_names_the_commands_of_missing_artifacts(tmp_path, monkeypatch):

@@ -75,7 +75,10 @@ with right:
         report = read_json(report_path)
         rows = []
         for mode, label in (("sampled", "sampled (D)"), ("mean", "mean action (D*)")):
-            for split, name in (("pretrain", "16 pretraining tasks"), ("heldout", "held-out 0-1-2-3")):
+            for split, name in (("pretrain", "16 pretraining tasks"), ("pretrain_any", "any pretraining task"),
+                                ("heldout", "held-out 0-1-2-3")):
+                if split == "pretrain_any" and split not in report[mode]:
+                    continue  # a report made before the any-task judging existed
                 r = report[mode][split]
                 ev = r.get("events", {})
                 rows.append({"actions": label, "tasks": f"{name} ({r['episodes']} episodes)",
@@ -98,3 +101,70 @@ with right:
                    f"its shipped videos; make it with `{expert_command(expert)}`")
     st.markdown("Colours: " + " ".join(colour_chip(c) for c in range(A.N_COLOURS)) +
                 " &nbsp; Watch the expert on the **Rollouts** page.", unsafe_allow_html=True)
+
+
+# --- the ant's own base model (issue: the Hawk SSM, its probes, controllers and injection) ----------------------
+BASE_COMMAND = "bash scripts/reproduce_ant_base.sh"
+
+
+def read_report(name: str):
+    """``<set>/reports/<name>.json``, or None (with the command that makes it named once below)."""
+    from irl_core.checkpoints import CheckpointError, read_json
+    path = Path(set_dir) / "reports" / f"{name}.json"
+    try:
+        return read_json(path) if path.exists() else None
+    except CheckpointError:
+        return None
+
+
+st.subheader("The base model")
+st.markdown("A Hawk SSM (recurrent, Tables A5/A15) pretrained to predict the expert's actions and next observations "
+            "on dataset D. It is not told the task, so alone it is judged on completing **any** pretraining task; "
+            "the expert's rate judged the same way is its yardstick.")
+evals = {mode: read_report(name) for mode, name in (("sampled", "base_eval"), ("mean action", "base_eval_mean"))}
+if not any(evals.values()):
+    st.info(f"No base-model reports in `{set_dir}/reports` yet; `{BASE_COMMAND}` trains the base model and "
+            "measures everything below.")
+else:
+    rows, expert_report = [], read_report("expert") or {}
+    for mode, rep in evals.items():
+        if not rep:
+            continue
+        expert_any = expert_report.get("sampled" if mode == "sampled" else "mean", {}).get("pretrain_any", {}).get("success_rate")
+        for split, name in (("pretrain_any", "any pretraining task"), ("pretrain", "the episode's drawn task"),
+                            ("heldout", "held-out 0-1-2-3")):
+            r = rep.get(split)
+            if r:
+                rows.append({"actions": mode, "judged on": f"{name} ({r['episodes']} episodes)",
+                             "success": r["success_rate"],
+                             "expert": expert_any if split == "pretrain_any" else None,
+                             "ends": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.get("events", {}).items() if v)})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"success": st.column_config.NumberColumn(format="%.3f"),
+                                "expert": st.column_config.NumberColumn("expert, judged alike", format="%.3f")})
+    probes = read_report("base_probes")
+    if probes:
+        layers = [f"{'embedding' if l == 0 else f'layer {l}'}" for l in range(len(probes["accuracy"]))]
+        st.markdown(f"**What it knows, layer by layer**: a linear probe of the colour sought on held-out D* steps "
+                    f"(mid-depth, layer {probes['mid_layer']}: {probes['accuracy'][probes['mid_layer']]:.3f} against "
+                    f"{probes['control'][probes['mid_layer']]:.3f} for shuffled labels).")
+        st.dataframe(pd.DataFrame({"layer": layers, "probe accuracy": probes["accuracy"],
+                                   "shuffled control": probes["control"]}), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("probe accuracy", "shuffled control")})
+    ctrl = read_report("gt_controllers")
+    if ctrl:
+        c, b = ctrl["controlled"], ctrl["base_alone"]
+        st.markdown(f"**Steering it**: ground-truth controllers at layer {ctrl.get('layer', 'L/2')} switched on the "
+                    f"task's progress complete the held-out task in **{c['success_rate']:.1%}** of {c['episodes']} "
+                    f"episodes, against {b['success_rate']:.1%} for the base model alone.")
+    inject = [r for r in (read_report(f"inject_colour{g}") for g in range(A.N_COLOURS)) if r]
+    if inject:
+        st.markdown(f"**Injection** (Fig. A4): a \"go to colour g\" controller switched on at step {inject[0]['t0']}; "
+                    "how often g is the first colour entered after it.")
+        st.dataframe(pd.DataFrame([{"colour": f"{r['colour']}", "base alone": r["base_alone"]["reached_first"],
+                                    "injected": r["injected"]["reached_first"],
+                                    "episodes": r["injected"]["episodes"]} for r in inject]), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("base alone", "injected")})
+    st.caption(f"From `{set_dir}/reports/base_*.json`, `gt_controllers.json`, `inject_colour*.json` "
+               f"(`{BASE_COMMAND}`). Watch it on the **Rollouts** page, with or without an injected controller.")

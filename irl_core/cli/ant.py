@@ -215,7 +215,7 @@ def run_ant_gt_controllers(args) -> int:
     with user_errors():
         ctrl = train_ant_gt_controllers(model, cfg, args.data, run, args.seed, progress=not args.quiet)
     report = {"base": str(args.base), "command": "python -m irl_core " + " ".join(sys.argv[1:]), "config": cfg.to_dict(),
-              **evaluate_controllers(model, ctrl, cfg.eval_episodes, args.seed)}
+              "layer": ctrl.layer, **evaluate_controllers(model, ctrl, cfg.eval_episodes, args.seed)}
     write_report(run, report, args.report, args.export and (lambda: save_ant_gt_controllers(args.export, ctrl, report)))
     print(f"held-out {'-'.join(map(str, _heldout()))}, {cfg.eval_episodes} episodes: success "
           f"{report['controlled']['success_rate']:.3f} with the controllers at layer {ctrl.layer}, "
