@@ -227,26 +227,24 @@ MODES = {"gt": "Ground-truth subgoal controller", "latent": "Latent code z (meta
 
 def gt_spec():
     """The ground-truth controller chosen (a subgoal, or the task's sequence): (spec, available)."""
-    spec, mode_ok = None, True
     gt, gt_err = ok(models, set_dir, device, "gt_controllers")
     if gt is None:
         st.warning(f"The ground-truth controllers are not available: {gt_err}")
-        mode_ok = False
-    else:
-        choices = [*range(world.n_subgoals), "gt-sequence"]
-        spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
-                        format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
-                        else f"{SUBGOAL_NAMES[g]}")
-        try:
-            rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
-            st.caption(f"These controllers (trained on this base model) succeed on "
-                       f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
-                       f"order (mean {rep['mean_colours_completed']:.2f} of {len(world.heldout_task)} colours)"
-                       + (": this base model has not learned to be steered by them, an honest negative result."
-                          if rep["success_rate"] < 0.05 else "."))
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    return spec, mode_ok
+        return None, False
+    choices = [*range(world.n_subgoals), "gt-sequence"]
+    spec = st.radio("Subgoal held fixed", choices, horizontal=True, key="steer_gt",
+                    format_func=lambda g: "follow the task (ground-truth progress)" if g == "gt-sequence"
+                    else f"{SUBGOAL_NAMES[g]}")
+    try:
+        rep = json.loads((Path(set_dir) / "reports" / "controllers.json").read_text())
+        st.caption(f"These controllers (trained on this base model) succeed on "
+                   f"{rep['success_rate']:.1%} of {rep['episodes']} held-out episodes when activated in the task's "
+                   f"order (mean {rep['mean_colours_completed']:.2f} of {len(world.heldout_task)} colours)"
+                   + (": this base model has not learned to be steered by them, an honest negative result."
+                      if rep["success_rate"] < 0.05 else "."))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return spec, True
 
 
 def map_spec(report, map_err, digest, n_z: int):
@@ -330,25 +328,23 @@ def slider_spec(report, n_z):
 
 def latent_spec():
     """The metacontroller's code, set on the latent map or with sliders: (spec, available)."""
-    spec, mode_ok = None, True
     loaded, meta_err = ok(models, set_dir, device, "metacontroller")
     if loaded is None:
         st.warning(f"No metacontroller to decode codes: {meta_err}. The ground-truth controllers still work.")
-        mode_ok = False
+        return None, False
+    meta, _, meta_layer, digest = loaded
+    n_z = meta.cfg.n_z
+    report, map_err = ok(load_map, set_dir, stamp(Path(set_dir) / "reports" / "latent_map.json"))
+    if report is not None and len(report["projection"]["mean"]) != n_z:
+        report, map_err = None, f"the latent map has codes of size {len(report['projection']['mean'])}, the metacontroller {n_z}"
+    how = st.radio("Set the code", ["map", "sliders"], horizontal=True, key="steer_how",
+                   format_func={"map": "on the latent map", "sliders": f"with {n_z} sliders"}.get)
+    if how == "map":
+        spec, mode_ok = map_spec(report, map_err, digest, n_z)
     else:
-        meta, _, meta_layer, digest = loaded
-        n_z = meta.cfg.n_z
-        report, map_err = ok(load_map, set_dir, stamp(Path(set_dir) / "reports" / "latent_map.json"))
-        if report is not None and len(report["projection"]["mean"]) != n_z:
-            report, map_err = None, f"the latent map has codes of size {len(report['projection']['mean'])}, the metacontroller {n_z}"
-        how = st.radio("Set the code", ["map", "sliders"], horizontal=True, key="steer_how",
-                       format_func={"map": "on the latent map", "sliders": f"with {n_z} sliders"}.get)
-        if how == "map":
-            spec, mode_ok = map_spec(report, map_err, digest, n_z)
-        else:
-            spec = slider_spec(report, n_z)
-        if spec is not None:
-            st.caption("z = [" + ", ".join(f"{v:.2f}" for v in spec) + f"] — decoded at layer {meta_layer}")
+        spec, mode_ok = slider_spec(report, n_z), True
+    if spec is not None:
+        st.caption("z = [" + ", ".join(f"{v:.2f}" for v in spec) + f"] — decoded at layer {meta_layer}")
     return spec, mode_ok
 
 
