@@ -358,7 +358,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
         renderer = A.AntRenderer(batch, request.width, request.height)
     layout, start = batch.layout[0].copy(), tuple(int(x) for x in batch.cell[0])
     uv = [batch.uv()[0].copy()]
-    sought: list[int] = []
+    progress_log: list[int] = []  # colours entered before each step (the colour sought is read once the task is known)
     entries: list[dict] = []
     end = {"event": "stopped"}
 
@@ -368,7 +368,7 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
         yield frame
         for t in range(1, request.max_steps + 1):
             k = int(batch.progress[0])
-            sought.append(batch.tasks[0][k])  # the drawn task, or with any_task the first one still matching
+            progress_log.append(k)
             with phases("policy"):
                 action = act(batch)
             with phases("physics"):
@@ -403,13 +403,15 @@ def render_rollout(request: RolloutRequest, checkpoint, out_dir, settings: Rende
     finally:
         renderer.close()
     length = len(uv) - 1
+    followed = batch.tasks[0]  # the drawn task, or with any_task the one the episode ended following
+    sought = [int(followed[min(k, len(followed) - 1)]) for k in progress_log]
     record = {
         "version": RECORD_VERSION, "render_version": RENDER_VERSION, **request.fields(),
         "checkpoint": repo_relative(checkpoint),
         "checkpoint_sha256": expert_sha256 or file_sha256(checkpoint.with_suffix(".safetensors")),
         "layout": layout.tolist(), "start": list(start),
         "uv": np.round(np.asarray(uv, dtype=np.float64), 4).tolist(),
-        **({"followed": format_task(batch.tasks[0])} if request.any_task else {}),
+        **({"followed": format_task(followed)} if request.any_task else {}),
         "sought": sought, "entries": entries, "outcome": end["event"], "length": length, "frames": n,
         "fps": FPS, "video": video.name,
         "settings": {**asdict(settings), "shadowsize": settings.shadow_side(request.width, request.height)},
@@ -452,7 +454,8 @@ def read_record(path) -> dict:
     """A ``rollout.json`` record, checked; :class:`MediaError` (one line) when missing or malformed.
 
     Keys: the request's fields (``task`` as a string), ``layout`` (4×4 codes), ``start`` (row, col), ``uv``
-    ((L+1)×2 torso positions in cell units, one per frame), ``sought`` (L colours sought before each step),
+    ((L+1)×2 torso positions in cell units, one per frame), ``sought`` (L colours sought before each step; with
+    ``any_task``, of the task the episode ended following, ``followed``),
     ``entries`` (``{"t", "colour", "correct"}`` for every coloured cell entered, in order), ``outcome`` (a key of
     :data:`OUTCOMES`), ``length`` L, ``frames`` (L+1), ``fps``, ``video`` (file name beside the record),
     ``settings``, ``seconds`` (per phase) and ``wall_s``.

@@ -37,6 +37,9 @@ ENTRIES = (
     ("heldout-0-1-2-3-sampled-chase", "expert-sampled", "0-1-2-3", 1, "chase", 480),
     ("fail-wall-2-1-3-sampled-topdown", "expert-sampled", "2-1-3", 0, "topdown", 480),
     ("fail-fell-0-1-2-3-mean-chase", "expert-mean", "0-1-2-3", 10, "chase", 480),
+    ("base-any-mean-topdown", "base-mean", "0-3-2", 7, "topdown", 480, {"any_task": True}),
+    ("base-any-sampled-chase", "base-sampled", "0-3-2", 0, "chase", 480, {"any_task": True}),
+    ("base-fail-wall-mean-topdown", "base-mean", "0-3-2", 6, "topdown", 480, {"any_task": True}),
 )
 LIMIT_BYTES = 10_000_000
 
