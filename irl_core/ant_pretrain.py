@@ -123,6 +123,7 @@ class EpisodeBank:
             raise ValueError(f"{path}: {n} episode(s); the ant base model needs at least 2 (one held out)")
         n_val = max(1, int(round(n * val_fraction)))
         self.train_ids, self.val_ids = list(range(n - n_val)), list(range(n - n_val, n))
+        self._epoch, self._batches = None, []  # the epoch whose batches training_ids last cut
         train_obs = torch.cat([self.obs[i] for i in self.train_ids])
         self.obs_mean, self.obs_std = train_obs.mean(0), train_obs.std(0)
 
@@ -139,7 +140,7 @@ class EpisodeBank:
             raise ValueError(f"batch_size {batch_size} exceeds the {n} training episodes of {self.path}")
         per_epoch = n // batch_size
         epoch, k = divmod(step, per_epoch)
-        if getattr(self, "_epoch", None) != (epoch, batch_size, seed, pool):
+        if self._epoch != (epoch, batch_size, seed, pool):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
             perm = torch.randperm(n, generator=gen)[:per_epoch * batch_size].tolist()
             batches = []

@@ -126,7 +126,7 @@ if not any(evals.values()):
     st.info(f"No base-model reports in `{set_dir}/reports` yet; `{BASE_COMMAND}` trains the base model and "
             "measures everything below.")
 else:
-    rows, expert_report = [], read_report("expert") or {}
+    rows, expert_report = [], read_report("expert") or {}  # the same file the expert's table above reads
     for mode, rep in evals.items():
         if not rep:
             continue
