@@ -8,6 +8,11 @@ back to the code z = mean + [x, y] @ components (the point of the code plane clo
 
 :func:`code_steering` injects each subgoal's centroid code from t = 0 (with :func:`irl_core.steering.steer`) and
 counts how often the agent enters that subgoal's colour first.
+
+:func:`code_displacement` asks what a code carries when it does not name the subgoal: how well a linear read-out
+of the segment codes predicts the displacement (rows, columns) from the agent to the colour the segment is
+heading for, measured at the segment's first step (cross-validated R²). A code that reads "go left or right"
+scores high on columns and at chance on the subgoal.
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import torch
 from irl_core.controllers import lower
 from irl_core.data import heldout_episodes, training_tensors
 from irl_core.discovery import centroid_accuracy, segments
+from irl_core.envs.grid import colour_cells
+from irl_core.envs.worlds import GridWorld
 from irl_core.metacontroller import MetaController
 from irl_core.models.transformer import GridTransformer
 from irl_core.steering import steer
@@ -113,6 +120,37 @@ def fit_projection(codes: np.ndarray) -> tuple[Projection, np.ndarray]:
     return Projection(mean, comp), ratio
 
 
+def segment_displacement(episodes: dict[str, torch.Tensor], episode: np.ndarray, first: np.ndarray, world: GridWorld
+                         ) -> np.ndarray:
+    """(S, 2): for each segment (its episode and first step), the (row, column) offset from the agent's cell at
+    that step to the cell of the colour the expert is heading for then (the task's colour at that progress)."""
+    cells, size = colour_cells(episodes["layout"], world).cpu().numpy(), world.size
+    progress = episodes["progress"].cpu().numpy()[episode, first].clip(min=0)
+    target = cells[episode, episodes["task"].cpu().numpy()[episode, progress]]
+    agent = episodes["pos"].cpu().numpy()[episode, first]
+    return np.stack([target // size - agent // size, target % size - agent % size], 1).astype(np.float64)
+
+
+def cross_validated_r2(x: np.ndarray, y: np.ndarray, folds: int = 3) -> float:
+    """R² of an affine least-squares read-out of ``y`` (S,) from ``x`` (S, d), each fold predicted by a fit on
+    the others (contiguous folds); 0 for a read-out no better than the mean, NaN with too few rows."""
+    n = len(y)
+    if n < 2 * folds or np.var(y) == 0:
+        return float("nan")
+    xa = np.concatenate([x, np.ones((n, 1))], 1)
+    pred = np.empty(n)
+    for idx in np.array_split(np.arange(n), folds):
+        train = np.setdiff1d(np.arange(n), idx)
+        w, *_ = np.linalg.lstsq(xa[train], y[train], rcond=None)
+        pred[idx] = xa[idx] @ w
+    return float(1 - ((pred - y) ** 2).mean() / np.var(y))
+
+
+def code_displacement(codes: np.ndarray, displacement: np.ndarray) -> dict[str, float]:
+    """How much of the displacement to the segment's target (rows, columns) the codes carry linearly."""
+    return {"rows": cross_validated_r2(codes, displacement[:, 0]), "columns": cross_validated_r2(codes, displacement[:, 1])}
+
+
 def file_digest(path) -> str:
     """sha256 of a file (to tell whether a latent map was made from this metacontroller)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -124,7 +162,8 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
 
     Returns a JSON-ready dict: ``points`` (S, 2), ``labels`` (S,) subgoal 0..3 (−1 unlabelled), ``codes``
     (S, n_z), ``purity``, ``projection`` {mean, components}, per-subgoal ``centroids`` (2-D and n_z-d),
-    ``explained_variance_ratio``, ``bounds`` and summary numbers.
+    ``explained_variance_ratio``, ``displacement_r2`` (:func:`code_displacement`: {rows, columns}), ``bounds`` and
+    summary numbers.
     """
     if episodes <= 0:
         raise ValueError(f"the number of episodes must be positive, got {episodes}")
@@ -139,6 +178,8 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
         m = labels == g
         centroids[str(g)] = {"xy": pts[m].mean(0).tolist(), "code": seg["codes"][m].mean(0).astype(float).tolist(),
                              "count": int(m.sum())}
+    known = labels >= 0
+    displacement = segment_displacement(ep, seg["episode"][known], seg["first"][known], model.world)
     lo, hi = pts.min(0), pts.max(0)
     pad = np.where(hi - lo > 0, 0.15 * (hi - lo), 0.5)  # room to pick codes a little beyond the data
     return {
@@ -148,6 +189,7 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
         "mean_purity": float(seg["purity"][labels >= 0].mean()) if (labels >= 0).any() else float("nan"),
         "centroid_accuracy": centroid_accuracy(seg["codes"], labels),
         "explained_variance_ratio": ratio.tolist(),
+        "displacement_r2": code_displacement(seg["codes"][known].astype(np.float64), displacement),
         "projection": {"mean": proj.mean.tolist(), "components": proj.components.tolist()},
         "bounds": {"x": [float(lo[0] - pad[0]), float(hi[0] + pad[0])], "y": [float(lo[1] - pad[1]), float(hi[1] + pad[1])]},
         "points": np.round(pts, 5).tolist(), "labels": labels.tolist(),

@@ -238,6 +238,18 @@ def contrast_note(rows: list[dict]) -> str | None:
             "often as frozen ones at the α measured so far (BENCHMARKS.md, \"Discovery on the 5×5 world\").")
 
 
+def displacement_line(r2: dict, centroid_accuracy: float, chance: float = 0.25) -> str:
+    """A sentence on what a latent map's codes carry: the subgoal (nearest-mean accuracy against ``chance``) and
+    the displacement to the segment's target (cross-validated R² of a linear read-out, rows and columns)."""
+    rows, cols = float(r2.get("rows", float("nan"))), float(r2.get("columns", float("nan")))
+    line = (f"A linear read-out of the codes predicts the offset to the colour the segment heads for with R² "
+            f"{rows:.2f} (rows) and {cols:.2f} (columns)")
+    best = max((v for v in (rows, cols) if v == v), default=float("nan"))
+    if best >= 0.3 and centroid_accuracy < chance + 0.1:
+        return line + ": these codes say which way to go, not which colour."
+    return line + "."
+
+
 def rl_null_note(methods: dict, threshold: float = 0.05) -> str | None:
     """A sentence for shipped internal-RL curves that all stay near zero (final median greedy success < threshold)."""
     finals = {m: (v.get("eval_greedy", {}).get("median") or [0.0])[-1] for m, v in methods.items()}

@@ -373,6 +373,14 @@ def test_null_results_are_explained_in_one_sentence(tmp_path):
     assert rl_null_note({**flat, "beta1": {"eval_greedy": {"median": [0.0, 0.6]}}}) is None
 
 
+def test_the_latent_map_says_what_its_codes_carry():
+    from irl_core.reports import displacement_line
+    assert "which way to go" in displacement_line({"rows": 0.05, "columns": 0.54}, 0.26)
+    assert "which way" not in displacement_line({"rows": 0.05, "columns": 0.54}, 0.9)
+    assert "which way" not in displacement_line({"rows": 0.01, "columns": 0.02}, 0.25)
+    assert "R² 0.05 (rows) and 0.54 (columns)" in displacement_line({"rows": 0.05, "columns": 0.54}, 0.26)
+
+
 def test_the_fig7_contrast_is_stated_as_measured():
     from irl_core.reports import contrast_note
     pts = lambda v, flags: [{"variant": v, "aligned": a} for a in flags]

@@ -13,14 +13,15 @@ import torch
 from irl_core.controllers import GTControllers, save_gt_controllers
 from irl_core.data import run_episodes
 from irl_core.data import heldout_episodes
-from irl_core.envs.worlds import GRID7
+from irl_core.envs.worlds import GRID5, GRID7
 from irl_core.discovery import discovery_preset, save_metacontroller
 from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.metacontroller import MetaController, MetaControllerConfig
 from irl_core.pretrain import load_base_model
 from irl_core.rollouts import model_policy
 from irl_core.discovery import segments
-from irl_core.latent_map import Projection, code_steering, fit_projection, latent_map, segment_codes, validate_latent_map
+from irl_core.latent_map import (Projection, code_displacement, code_steering, cross_validated_r2, fit_projection, latent_map,
+                                 segment_codes, segment_displacement, validate_latent_map)
 from irl_core.steering import episode_layout, paper_outcome, steer, steer_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +182,7 @@ def test_latent_map_points_map_back_to_their_codes(base):
     assert np.allclose(proj.to_code(pts), codes, atol=1e-4), "n_z = 2: a map point is its code"
     assert set(labels.tolist()) <= {-1, 0, 1, 2, 3} and (labels >= 0).any()
     assert rep["n_segments"] >= 12  # at least one segment per episode
+    assert set(rep["displacement_r2"]) == {"rows", "columns"}
     for c in rep["centroids"].values():
         assert len(c["xy"]) == 2 and len(c["code"]) == 2 and c["count"] > 0
     # n_z = 8: map points give the PCA reconstruction of their codes
@@ -343,3 +345,32 @@ def test_code_steering_counts_the_first_colour_entered(base):
         assert out["none"][g] == sum(not r.colours for r in runs) / 3
     with pytest.raises(ValueError, match="layouts"):
         code_steering(base, meta, layer, codes, layouts=0)
+
+
+@pytest.mark.parametrize("world", [GRID5, GRID7])
+def test_segment_displacement_points_at_the_colour_entered_next(world):
+    """One step before the expert enters the colour it heads for, that colour is one cell away; at the start of
+    an episode the offset is the colour's cell minus the start cell."""
+    ep = heldout_episodes(16, 3, world, "cpu")
+    progress, length = ep["progress"].numpy(), ep["length"].numpy()
+    episode, first = [], []
+    for b in range(16):
+        for t in range(int(length[b]) - 1):
+            if progress[b, t + 1] == progress[b, t] + 1:
+                episode.append(b), first.append(t)
+    d = segment_displacement(ep, np.array(episode), np.array(first), world)
+    assert len(d) >= 16 and (np.abs(d).sum(1) == 1).all()
+    d0 = segment_displacement(ep, np.arange(16), np.zeros(16, dtype=int), world)
+    start = ep["pos"][:, 0].numpy()
+    cells = (ep["layout"].numpy() == ep["task"][:, :1].numpy()).argmax(1)
+    assert np.array_equal(d0, np.stack([cells // world.size - start // world.size, cells % world.size - start % world.size], 1))
+
+
+def test_code_displacement_reads_what_a_code_carries():
+    rng = np.random.default_rng(0)
+    disp = rng.integers(-4, 5, size=(300, 2)).astype(float)
+    carries_columns = np.concatenate([disp[:, 1:] * 0.7 + 0.01 * rng.normal(size=(300, 1)), rng.normal(size=(300, 3))], 1)
+    r = code_displacement(carries_columns, disp)
+    assert r["columns"] > 0.99 and r["rows"] < 0.05
+    assert cross_validated_r2(rng.normal(size=(300, 2)), rng.normal(size=300)) < 0.05
+    assert np.isnan(cross_validated_r2(np.zeros((4, 1)), np.arange(4.0)))

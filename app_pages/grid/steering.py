@@ -18,7 +18,7 @@ from irl_core.latent_map import Projection, file_digest, validate_latent_map
 from irl_core.palette import COLOURS, subgoal_palette
 from irl_core.paths import REPO_ROOT
 from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
-from irl_core.reports import command_for
+from irl_core.reports import command_for, displacement_line
 from irl_core.steering import LAYOUT_SEED_MAX, steer
 
 ARROWS = "↑→↓←"
@@ -272,6 +272,8 @@ def map_spec(report, map_err, digest, n_z: int):
                        f"({report['segments_per_episode']:.2f} per episode; majority-label purity "
                        f"{report['mean_purity']:.2f}); the plane holds {ev[0] + ev[1]:.0%} of the codes' "
                        f"variance; nearest-mean subgoal accuracy in R^{n_z}: {report['centroid_accuracy']:.2f}.")
+            if "displacement_r2" in report:
+                st.caption(displacement_line(report["displacement_r2"], report["centroid_accuracy"]))
             bcols = st.columns(max(1, len(cents)) + 1)
 
             def _pick(xy):

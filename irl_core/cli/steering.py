@@ -20,6 +20,7 @@ def run_latent_map(args) -> int:
     from irl_core.latent_map import code_steering, file_digest, latent_map
     from irl_core.checkpoints import atomic_write_json
     from irl_core.discovery import load_metacontroller
+    from irl_core.reports import displacement_line
     set_threads(args)
     meta, model, layer, info = load_metacontroller(args.checkpoint, args.device, args.base)
     t = time.perf_counter()
@@ -42,6 +43,7 @@ def run_latent_map(args) -> int:
           f"({report['segments_per_episode']:.2f}/episode, majority-label purity {report['mean_purity']:.3f}); "
           f"PCA explains {ev[0]:.2f} + {ev[1]:.2f} of the code variance; nearest-centroid subgoal accuracy "
           f"{report['centroid_accuracy']:.3f}")
+    print(displacement_line(report["displacement_r2"], report["centroid_accuracy"]))
     if "steering" in report:
         first = report["steering"]["first_colour"]
         print(f"centroid codes steered from t = 0 on {args.steer_layouts} layouts: first colour entered is the code's "
