@@ -7,7 +7,8 @@ ground-truth subgoal over its steps. The codes are projected to 2-D with PCA, an
 back to the code z = mean + [x, y] @ components (the point of the code plane closest to the codes).
 
 :func:`code_steering` injects each subgoal's centroid code from t = 0 (with :func:`irl_core.steering.steer`) and
-counts how often the agent enters that subgoal's colour first.
+counts how often the agent enters that subgoal's colour first; :func:`axis_steering` injects codes along the map's
+first axis and measures where the colour the agent enters first lies (its column and row offset from the start).
 
 :func:`code_displacement` asks what a code carries when it does not name the subgoal: how well a linear read-out
 of the segment codes predicts the displacement (rows, columns) from the agent to the colour the segment is
@@ -222,6 +223,40 @@ def code_steering(model: GridTransformer, meta: MetaController, layer: int, code
                 hits += 1
         first[str(g)], none[str(g)] = hits / layouts, miss / layouts
     return {"layouts": int(layouts), "first_colour": first, "none": none}
+
+
+def axis_steering(model: GridTransformer, meta: MetaController, layer: int, report: dict, points: int = 5,
+                  layouts: int = 100, task: str = "heldout") -> dict:
+    """Where do codes along the map's first axis send the agent? ``points`` codes at evenly spaced quantiles
+    (10%…90%) of the segments' first map coordinate (second coordinate 0), each injected from t = 0 in greedy
+    rollouts on the layouts of seeds ``0..layouts−1``. For the first colour entered: its column minus the start's
+    (``column_offset``, mean per code), its row offset (``row_offset``) and its column rank among the layout's
+    colours (``column_rank``, 0 = leftmost, ties shared), with ``none`` the fraction of layouts where no colour is
+    entered. Returns those lists beside the map ``x`` of each code and ``layouts``."""
+    if layouts <= 0 or points < 2:
+        raise ValueError(f"axis steering needs ≥ 1 layout and ≥ 2 points, got {layouts} and {points}")
+    proj = Projection.from_dict(report["projection"])
+    xs = np.quantile(np.asarray(report["points"], dtype=np.float64)[:, 0], np.linspace(0.1, 0.9, points))
+    size = model.world.size
+    out = {"layouts": int(layouts), "x": [float(x) for x in xs], "column_offset": [], "row_offset": [],
+           "column_rank": [], "none": []}
+    for x in xs:
+        z = proj.to_code([[x, 0.0]])[0]
+        cols, rows, ranks, miss = [], [], [], 0
+        for seed in range(layouts):
+            r = steer(model, layer, list(map(float, z)), meta=meta, layout_seed=seed, task=task, end_on_wrong=False)
+            if not r.colours:
+                miss += 1
+                continue
+            cell = int(np.flatnonzero(np.asarray(r.layout) == r.colours[0])[0])
+            colour_cols = np.flatnonzero(np.asarray(r.layout) >= 0) % size
+            cols.append(cell % size - r.start % size)
+            rows.append(cell // size - r.start // size)
+            ranks.append(float((colour_cols < cell % size).sum() + 0.5 * ((colour_cols == cell % size).sum() - 1)))
+        for key, vals in (("column_offset", cols), ("row_offset", rows), ("column_rank", ranks)):
+            out[key].append(float(np.mean(vals)) if vals else float("nan"))
+        out["none"].append(miss / layouts)
+    return out
 
 
 def validate_latent_map(report: dict) -> Projection:

@@ -250,6 +250,14 @@ def displacement_line(r2: dict, centroid_accuracy: float, chance: float = 0.25) 
     return line + "."
 
 
+def axis_line(axis: dict) -> str:
+    """A sentence on codes along a latent map's first axis: where the first colour entered lies, at each end."""
+    cols, ranks = axis["column_offset"], axis["column_rank"]
+    return (f"Codes along the map's horizontal axis, injected from t = 0 on {axis['layouts']} layouts: the colour the agent "
+            f"enters first lies {cols[0]:+.1f} columns from its start at the left end and {cols[-1]:+.1f} at the right "
+            f"end (column rank among the colours {ranks[0]:.1f} → {ranks[-1]:.1f}, 0 = leftmost).")
+
+
 def rl_null_note(methods: dict, threshold: float = 0.05) -> str | None:
     """A sentence for shipped internal-RL curves that all stay near zero (final median greedy success < threshold)."""
     finals = {m: (v.get("eval_greedy", {}).get("median") or [0.0])[-1] for m, v in methods.items()}

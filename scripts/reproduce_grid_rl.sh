@@ -2,7 +2,7 @@
 # Fig. 8 on one gridworld checkpoint set: the discovery baselines (β ≡ 1, co-trained, CompILE) and the internal-RL
 # curves of the five methods, trained on the set's base model and frozen metacontroller (<set>/metacontroller first).
 #   bash scripts/reproduce_grid_rl.sh                          # checkpoints/grid, the budget of its shipped artifacts
-#   SET=checkpoints/grid5 ALPHA=… DISCOVERY_STEPS=… DISCOVER_ARGS="…" EPISODES=… SEEDS="0 1 2 3 4" \
+#   SET=checkpoints/grid5 ALPHA=… DISCOVERY_STEPS=… DISCOVER_ARGS="…" EPISODES=… SEEDS="0 1 2 3 4" LR=… \
 #     bash scripts/reproduce_grid_rl.sh                        # what scripts/reproduce_grid5.sh runs for grid5
 #   EPISODES=1000000 PRESET=paper DEVICE=cuda bash scripts/reproduce_grid_rl.sh   # the paper's budget on a GPU
 # Every step is resumable: finished checkpoints are kept, interrupted runs resume from their own checkpoints.
@@ -13,6 +13,7 @@ PRESET=${PRESET:-cpu}
 DEVICE=${DEVICE:-cpu}
 EPISODES=${EPISODES:-15360}
 BATCH=${BATCH:-512}
+LR=${LR:-}                                # the RL learning rate of every method (default: the preset's)
 ALPHA=${ALPHA:-0.1}
 DISCOVERY_STEPS=${DISCOVERY_STEPS:-300}
 DISCOVER_ARGS=${DISCOVER_ARGS:-}          # the metacontroller recipe's knobs (README "Choices")
@@ -43,6 +44,7 @@ for seed in $SEEDS; do
     stage "internal RL: $method, seed $seed ($EPISODES episodes)"
     export_arg=()
     if [ "$method" = internal-rl ] && [ "$seed" = 0 ]; then export_arg=(--export "$SET/internal_rl_policy"); fi
+    if [ -n "$LR" ]; then export_arg+=(--lr "$LR"); fi
     python -m irl_core internal-rl --set "$SET" --method "$method" --preset "$PRESET" --episodes "$EPISODES" \
       --batch-size "$BATCH" --seed "$seed" --threads "$THREADS" --device "$DEVICE" --quiet \
       --run-dir "$RUNS/${method}-seed${seed}" "${export_arg[@]}"

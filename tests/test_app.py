@@ -379,6 +379,9 @@ def test_the_latent_map_says_what_its_codes_carry():
     assert "which way" not in displacement_line({"rows": 0.05, "columns": 0.54}, 0.9)
     assert "which way" not in displacement_line({"rows": 0.01, "columns": 0.02}, 0.25)
     assert "R² 0.05 (rows) and 0.54 (columns)" in displacement_line({"rows": 0.05, "columns": 0.54}, 0.26)
+    from irl_core.reports import axis_line
+    line = axis_line({"layouts": 100, "column_offset": [-1.24, 0.3, 1.5], "column_rank": [0.4, 1.5, 2.6]})
+    assert "-1.2 columns" in line and "+1.5 at the right" in line and "0.4 → 2.6" in line
 
 
 def test_the_fig7_contrast_is_stated_as_measured():

@@ -20,7 +20,7 @@ from irl_core.metacontroller import MetaController, MetaControllerConfig
 from irl_core.pretrain import load_base_model
 from irl_core.rollouts import model_policy
 from irl_core.discovery import segments
-from irl_core.latent_map import (Projection, code_displacement, code_steering, cross_validated_r2, fit_projection, latent_map,
+from irl_core.latent_map import (Projection, axis_steering, code_displacement, code_steering, cross_validated_r2, fit_projection, latent_map,
                                  segment_codes, segment_displacement, validate_latent_map)
 from irl_core.steering import episode_layout, paper_outcome, steer, steer_batch
 
@@ -374,3 +374,27 @@ def test_code_displacement_reads_what_a_code_carries():
     assert r["columns"] > 0.99 and r["rows"] < 0.05
     assert cross_validated_r2(rng.normal(size=(300, 2)), rng.normal(size=300)) < 0.05
     assert np.isnan(cross_validated_r2(np.zeros((4, 1)), np.arange(4.0)))
+
+
+def test_axis_steering_reports_where_the_first_colour_lies(base):
+    """Codes along the map's first axis: the offsets it reports are those of the rollouts it runs."""
+    layer = base.n_layers // 2
+    meta = strong_meta(base.cfg.d_model, scale=1.0)
+    rep = latent_map(base, meta, layer, episodes=8, seed=0)
+    axis = axis_steering(base, meta, layer, rep, points=2, layouts=3)
+    assert len(axis["x"]) == len(axis["column_offset"]) == len(axis["none"]) == 2 and axis["x"][0] <= axis["x"][1]
+    G = base.world.size
+    z = Projection.from_dict(rep["projection"]).to_code([[axis["x"][0], 0.0]])[0]
+    cols, none = [], 0
+    for seed in range(3):
+        r = steer(base, layer, list(map(float, z)), meta=meta, layout_seed=seed, end_on_wrong=False)
+        if r.colours:
+            cols.append(list(r.layout).index(r.colours[0]) % G - r.start % G)
+        else:
+            none += 1
+    assert axis["none"][0] == none / 3
+    if cols:
+        assert axis["column_offset"][0] == pytest.approx(np.mean(cols))
+        assert 0 <= axis["column_rank"][0] <= base.world.n_colours - 1
+    with pytest.raises(ValueError, match="≥ 2 points"):
+        axis_steering(base, meta, layer, rep, points=1)

@@ -18,7 +18,7 @@ from irl_core.latent_map import Projection, file_digest, validate_latent_map
 from irl_core.palette import COLOURS, subgoal_palette
 from irl_core.paths import REPO_ROOT
 from irl_core.plots import ratio_figure, rollout_figure, task_html, text_colour
-from irl_core.reports import command_for, displacement_line
+from irl_core.reports import axis_line, command_for, displacement_line
 from irl_core.steering import LAYOUT_SEED_MAX, steer
 
 ARROWS = "↑→↓←"
@@ -274,6 +274,8 @@ def map_spec(report, map_err, digest, n_z: int):
                        f"variance; nearest-mean subgoal accuracy in R^{n_z}: {report['centroid_accuracy']:.2f}.")
             if "displacement_r2" in report:
                 st.caption(displacement_line(report["displacement_r2"], report["centroid_accuracy"]))
+            if "axis_steering" in report:
+                st.caption(axis_line(report["axis_steering"]))
             bcols = st.columns(max(1, len(cents)) + 1)
 
             def _pick(xy):

@@ -17,10 +17,10 @@ def _parse_code(text: str) -> list[float]:
 
 def run_latent_map(args) -> int:
     import time
-    from irl_core.latent_map import code_steering, file_digest, latent_map
+    from irl_core.latent_map import axis_steering, code_steering, file_digest, latent_map
     from irl_core.checkpoints import atomic_write_json
     from irl_core.discovery import load_metacontroller
-    from irl_core.reports import displacement_line
+    from irl_core.reports import axis_line, displacement_line
     set_threads(args)
     meta, model, layer, info = load_metacontroller(args.checkpoint, args.device, args.base)
     t = time.perf_counter()
@@ -29,6 +29,7 @@ def run_latent_map(args) -> int:
         if args.steer_layouts:
             codes = {g: c["code"] for g, c in report["centroids"].items()}
             report["steering"] = code_steering(model, meta, layer, codes, args.steer_layouts)
+            report["axis_steering"] = axis_steering(model, meta, layer, report, layouts=args.steer_layouts)
     weights = f"{Path(args.checkpoint).with_suffix('')}.safetensors"
     report["metacontroller"] = str(args.checkpoint)
     report["metacontroller_sha256"] = file_digest(weights)
@@ -48,6 +49,7 @@ def run_latent_map(args) -> int:
         first = report["steering"]["first_colour"]
         print(f"centroid codes steered from t = 0 on {args.steer_layouts} layouts: first colour entered is the code's "
               "subgoal in " + ", ".join(f"{g}: {v:.2f}" for g, v in first.items()))
+        print(axis_line(report["axis_steering"]))
     return 0
 
 
@@ -107,7 +109,8 @@ def register(sub) -> None:
     p.add_argument("--out", help="output JSON (default <checkpoint dir>/reports/latent_map.json)")
     p.add_argument("--steer-layouts", type=int, default=0,
                    help="also steer from t = 0 with each subgoal's centroid code on this many layouts and report how "
-                        "often the agent enters that subgoal's colour first (default 0: skip)")
+                        "often the agent enters that subgoal's colour first, and with 5 codes along the map's first "
+                        "axis and report where the colour entered first lies (default 0: skip)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out episodes (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
