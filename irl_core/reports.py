@@ -265,8 +265,10 @@ def rl_null_note(methods: dict, threshold: float = 0.05) -> str | None:
         return None
     best = max(finals, key=finals.get)
     return (f"Every shipped curve stays near 0 (best final held-out success {finals[best]:.3f}, {best}): no shipped "
-            "metacontroller yet has codes that name subgoals, which internal RL needs (BENCHMARKS.md, \"Discovery on the "
-            "5×5 world\" and \"Metacontrollers on the shipped base model\").")
+            "metacontroller yet has codes that name subgoals, which internal RL needs — on grid5 its codes are hints "
+            "that choose among the targets the base model already expects, and even a policy told where each next "
+            "colour lies reaches it less than half the time with them (BENCHMARKS.md, \"What the shipped codes carry\" "
+            "and \"Metacontrollers on the shipped base model\").")
 
 
 def _best_other_set(name: str, set_dir, root, score, at_least: float) -> tuple[str, float] | None:
