@@ -157,6 +157,17 @@ def file_digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def map_bounds(points: np.ndarray) -> dict[str, list[float]]:
+    """The map's axis ranges: the points' extent with 15% room on each side to pick codes a little beyond the
+    data; the second axis spans at least a quarter of the first's range, so that codes spread along one axis
+    only are drawn as a line, not stretched into a cloud."""
+    lo, hi = points.min(0), points.max(0)
+    pad = np.where(hi - lo > 0, 0.15 * (hi - lo), 0.5)
+    lo, hi = lo - pad, hi + pad
+    half, mid = max(hi[1] - lo[1], 0.25 * (hi[0] - lo[0])) / 2, (lo[1] + hi[1]) / 2
+    return {"x": [float(lo[0]), float(hi[0])], "y": [float(mid - half), float(mid + half)]}
+
+
 def latent_map(model: GridTransformer, meta: MetaController, layer: int, episodes: int = 500, seed: int = 0,
                threshold: float = 0.5) -> dict:
     """The 2-D map of discovered segment codes on ``episodes`` held-out D* episodes (see the module docstring).
@@ -181,8 +192,6 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
                              "count": int(m.sum())}
     known = labels >= 0
     displacement = segment_displacement(ep, seg["episode"][known], seg["first"][known], model.world)
-    lo, hi = pts.min(0), pts.max(0)
-    pad = np.where(hi - lo > 0, 0.15 * (hi - lo), 0.5)  # room to pick codes a little beyond the data
     return {
         "kind": LATENT_MAP_KIND, "n_z": int(meta.cfg.n_z), "layer": int(layer), "episodes": int(episodes), "seed": int(seed),
         "threshold": threshold, "n_segments": int(len(labels)),
@@ -192,7 +201,7 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
         "explained_variance_ratio": ratio.tolist(),
         "displacement_r2": code_displacement(seg["codes"][known].astype(np.float64), displacement),
         "projection": {"mean": proj.mean.tolist(), "components": proj.components.tolist()},
-        "bounds": {"x": [float(lo[0] - pad[0]), float(hi[0] + pad[0])], "y": [float(lo[1] - pad[1]), float(hi[1] + pad[1])]},
+        "bounds": map_bounds(pts),
         "points": np.round(pts, 5).tolist(), "labels": labels.tolist(),
         "codes": np.round(seg["codes"].astype(np.float64), 6).tolist(),
         "purity": np.round(seg["purity"], 4).tolist(),

@@ -20,7 +20,7 @@ from irl_core.metacontroller import MetaController, MetaControllerConfig
 from irl_core.pretrain import load_base_model
 from irl_core.rollouts import model_policy
 from irl_core.discovery import segments
-from irl_core.latent_map import (Projection, axis_steering, code_displacement, code_steering, cross_validated_r2, fit_projection, latent_map,
+from irl_core.latent_map import (Projection, axis_steering, code_displacement, map_bounds, code_steering, cross_validated_r2, fit_projection, latent_map,
                                  segment_codes, segment_displacement, validate_latent_map)
 from irl_core.steering import episode_layout, paper_outcome, steer, steer_batch
 
@@ -398,3 +398,16 @@ def test_axis_steering_reports_where_the_first_colour_lies(base):
         assert 0 <= axis["column_rank"][0] <= base.world.n_colours - 1
     with pytest.raises(ValueError, match="≥ 2 points"):
         axis_steering(base, meta, layer, rep, points=1)
+
+
+def test_map_bounds_hold_the_points_and_draw_a_flat_cloud_as_a_line():
+    rng = np.random.default_rng(1)
+    flat = np.stack([rng.normal(size=200) * 2.0, rng.normal(size=200) * 0.01], 1)
+    b = map_bounds(flat)
+    (x0, x1), (y0, y1) = b["x"], b["y"]
+    assert x0 < flat[:, 0].min() and x1 > flat[:, 0].max() and y0 < flat[:, 1].min() and y1 > flat[:, 1].max()
+    assert (y1 - y0) == pytest.approx(0.25 * (x1 - x0))  # stretched to a quarter of the first axis
+    round_cloud = rng.normal(size=(200, 2))
+    rb = map_bounds(round_cloud)
+    assert rb["y"][1] - rb["y"][0] == pytest.approx(1.3 * np.ptp(round_cloud[:, 1]))  # its own extent + 15% a side
+    assert map_bounds(np.zeros((3, 2)))["x"] == [-0.5, 0.5]

@@ -292,7 +292,7 @@ def map_spec(report, map_err, digest, n_z: int):
             for i, (g, c) in enumerate(sorted(cents.items())):
                 bcols[i].button(SUBGOAL_NAMES[int(g)][0], key=f"steer_cent{g}", on_click=_pick, args=(c["xy"],),
                                 help=f"the mean code of the {c['count']} segments that pursued {SUBGOAL_NAMES[int(g)]}")
-            bcols[-1].button("0", key="steer_cent_mean", on_click=_pick, args=((0.0, 0.0),),
+            bcols[-1].button("mean", key="steer_cent_mean", on_click=_pick, args=((0.0, 0.0),),
                              help="the mean of all codes")
         with left:
             shown = np.unique(np.linspace(0, len(report["points"]) - 1, MAX_MAP_POINTS).astype(int)) \
