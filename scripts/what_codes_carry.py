@@ -114,6 +114,8 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=500)
     ap.add_argument("--ties", choices=("first", "random"), default="first")
     ap.add_argument("--rl-episodes", type=int, default=512)
+    ap.add_argument("--amplify", default="1", help="comma-separated factors k: the policy also plays the codes "
+                    "mean + k·(code − mean), pushed further along their own directions (default 1: as they are)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -137,8 +139,12 @@ def main() -> int:
               f"{r2['rows']:.2f} / {r2['columns']:.2f} | {sv[0] / sv.sum():.3f} | {paths['base']:.3f} | "
               f"{paths['full']:.3f} | {paths['mean_part']:.3f} | {paths['varying_part']:.3f} |")
         tables = offset_codes(codes, segment_displacement(ep, seg["episode"][known], seg["first"][known], model.world))
+        mean = codes.mean(0)
+        choices = [(f"codes by the true offset{f' ×{k:g}' if k != 1 else ''}",
+                    tuple({a: mean + k * (c - mean) for a, c in t.items()} for t in tables))
+                   for k in map(float, args.amplify.split(","))] + [("codes from the prior", None)]
         for task in ("heldout", "pretrain"):
-            for name, tab in (("codes by the true offset", tables), ("codes from the prior", None)):
+            for name, tab in choices:
                 r = layout_reading_policy(model, meta, layer, tab, task, args.rl_episodes)
                 policy_rows.append(f"| {ck} | {task} | {name} | {r['success']:.3f} | {r['colours']:.2f} | "
                                    f"{r['decisions']:.2f} | {r['switch_after_colour']:.3f} | {r['switch_elsewhere']:.3f} |")
