@@ -196,25 +196,39 @@ def switching_timeline(beta: Sequence[float], subgoal: Sequence[int], length: in
     return figure_from_dicts(data, layout)
 
 
+def rate_cap(rates: Sequence[float], factor: float = 5.0) -> float | None:
+    """Where to cut the rate axis: when the largest rate is over ``factor`` times the next largest (at least 0.5),
+    as an α = 0 run's tens of nats beside the others' fractions of one, the axis stops at 1.3× the next largest
+    and the outlier is drawn at its top; None when no rate stands out so."""
+    ordered = sorted(float(r) for r in rates)
+    if len(ordered) < 2:
+        return None
+    rest = max(ordered[-2], 0.5)
+    return 1.3 * rest if ordered[-1] > factor * rest else None
+
+
 def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[float, float],
                            x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None,
-                           selected: int | None = None, height: int = 420) -> go.Figure:
+                           selected: int | None = None, height: int = 420, cap: float | None = None) -> go.Figure:
     """Fig. 7: one point per sweep run, x = distortion (action NLL), y = rate (KL); colour = α; ★ = aligned.
 
     ``rows`` are :func:`irl_core.reports.load_sweep` rows with an ``index`` key, carried as each point's
     ``customdata`` so that a chart selection can be mapped back to its row; ``selected`` rings that row.
+    A point whose rate exceeds ``cap`` (:func:`rate_cap`) is drawn at ``cap``, labelled with its true rate (hover too).
     """
+    shown = (lambda r: min(r["rate"], cap)) if cap is not None else (lambda r: r["rate"])  # noqa: E731
+    above = (lambda r: cap is not None and r["rate"] > cap)  # noqa: E731
     fig = go.Figure()
     scale_shown = False
     for aligned, symbol, name in ((False, "circle", "not subgoal-aligned"), (True, "star", "subgoal-aligned (F1 ≥ 0.9)")):
         part = [r for r in rows if bool(r["aligned"]) == aligned]
         scale, scale_shown = bool(part) and not scale_shown, scale_shown or bool(part)
         fig.add_trace(go.Scatter(  # an empty part keeps its legend entry through one null point
-            x=[r["distortion"] for r in part] or [None], y=[r["rate"] for r in part] or [None], mode="markers",
+            x=[r["distortion"] for r in part] or [None], y=[shown(r) for r in part] or [None], mode="markers",
             name=name,
             customdata=[[r["index"], r["alpha"], r["seed"], r["f1"] if r["f1"] is not None else float("nan"),
-                         r["switches"] if r["switches"] is not None else float("nan")] for r in part] or None,
-            hovertemplate=("α=%{customdata[1]:g}, seed %{customdata[2]}<br>distortion %{x:.4f}<br>rate %{y:.4f}"
+                         r["switches"] if r["switches"] is not None else float("nan"), r["rate"]] for r in part] or None,
+            hovertemplate=("α=%{customdata[1]:g}, seed %{customdata[2]}<br>distortion %{x:.4f}<br>rate %{customdata[5]:.4f}"
                            "<br>F1 %{customdata[3]:.2f}, switches/episode %{customdata[4]:.2f}<extra></extra>"),
             marker=dict(symbol=symbol, size=20 if aligned else 12, color=[r["alpha"] for r in part] or "#999999",
                         colorscale="Viridis", cmin=alpha_range[0], cmax=max(alpha_range[1], alpha_range[0] + 1e-9),
@@ -223,10 +237,14 @@ def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[
     chosen = [r for r in rows if r["index"] == selected]
     if chosen:
         r = chosen[0]
-        fig.add_trace(go.Scatter(x=[r["distortion"]], y=[r["rate"]], mode="markers", name="selected",
+        fig.add_trace(go.Scatter(x=[r["distortion"]], y=[shown(r)], mode="markers", name="selected",
                                  hoverinfo="skip", customdata=[[r["index"]]],
                                  marker=dict(symbol="circle-open", size=30, color="#d62728", line=dict(width=3))))
     fig.update_xaxes(title_text="distortion: action NLL per step", range=x_range, showgrid=True, gridcolor="#eeeeee")
+    for r in rows:
+        if above(r):
+            fig.add_annotation(x=r["distortion"], y=cap, text=f"rate {r['rate']:.3g} ↑", showarrow=False, yshift=16,
+                               font=dict(size=11, color="#555555"))
     fig.update_yaxes(title_text="rate: KL to the prior per step", range=y_range, showgrid=True, gridcolor="#eeeeee")
     fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height, plot_bgcolor="white", showlegend=True,
                       margin=dict(l=60, r=10, t=40, b=50), legend=dict(orientation="h", y=-0.2, x=0),

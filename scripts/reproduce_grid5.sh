@@ -98,8 +98,8 @@ python -m irl_core sweep "${SW[@]}" --variants frozen,cotrained --alphas "${ALPH
   --seeds "${SEEDS:-0,1,2}" --jobs "${JOBS:-1}"
 python -m irl_core sweep "${SW[@]}" --collect --table "$SET/reports/discovery.json"
 
-stage "13/13 Fig. 8: the β ≡ 1 and co-trained metacontrollers and CompILE (e13's recipe, 3,000 steps), then internal RL of the five methods × 5 seeds on 0-1-2-3"
-SET="$SET" ALPHA=0.1 DISCOVERY_STEPS=3000 DISCOVER_ARGS="--gumbel --switch-bias 1.0 --decoder-init-std 0.1 --dstar-ties first --alpha-warmup 1000" \
-  EPISODES=${RL_EPISODES:-102400} SEEDS=${RL_SEEDS:-"0 1 2 3 4"} LR=3e-4 THREADS="$T" RUNS=runs/internal-rl/grid5 \
+stage "13/13 Fig. 8: the β ≡ 1 and co-trained metacontrollers (e13's recipe, 3,000 steps) and CompILE (1,500 steps), then internal RL of the five methods × 5 seeds on 0-1-2-3"
+SET="$SET" ALPHA=0.1 DISCOVERY_STEPS=3000 COMPILE_STEPS=1500 DISCOVER_ARGS="--gumbel --switch-bias 1.0 --decoder-init-std 0.1 --dstar-ties first --alpha-warmup 1000" \
+  EPISODES=${RL_EPISODES:-51200} SEEDS=${RL_SEEDS:-"0 1 2 3 4"} LR=3e-4 THREADS="$T" RUNS=runs/internal-rl/grid5 \
   bash scripts/reproduce_grid_rl.sh
 stage "done"

@@ -17,6 +17,7 @@ LR=${LR:-}                                # the RL learning rate of every method
 ALPHA=${ALPHA:-0.1}
 DISCOVERY_STEPS=${DISCOVERY_STEPS:-300}
 DISCOVER_ARGS=${DISCOVER_ARGS:-}          # the metacontroller recipe's knobs (README "Choices")
+COMPILE_STEPS=${COMPILE_STEPS:-$DISCOVERY_STEPS}
 SEEDS=${SEEDS:-"0 1 2"}
 THREADS=${THREADS:-1}
 NAME=$(basename "$SET")
@@ -34,9 +35,9 @@ for variant in beta1 cotrained; do
 done
 
 if [ ! -f "$SET/compile.json" ]; then
-  stage "CompILE ($DISCOVERY_STEPS steps)"
-  python -m irl_core compile --base "$SET/base" --preset "$PRESET" --steps "$DISCOVERY_STEPS" --seed 0 --threads "$THREADS" \
-    --device "$DEVICE" --quiet --run-dir "runs/compile/${NAME}-${PRESET}-${DISCOVERY_STEPS}" --export "$SET/compile"
+  stage "CompILE ($COMPILE_STEPS steps)"
+  python -m irl_core compile --base "$SET/base" --preset "$PRESET" --steps "$COMPILE_STEPS" --seed 0 --threads "$THREADS" \
+    --device "$DEVICE" --quiet --run-dir "runs/compile/${NAME}-${PRESET}-${COMPILE_STEPS}" --export "$SET/compile"
 fi
 
 for seed in $SEEDS; do

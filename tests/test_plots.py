@@ -103,3 +103,24 @@ def test_a_5x5_layout_draws_a_5x5_grid():
     assert len(cells["z"]) == 5 and len(cells["z"][0]) == 5
     fig = validated(switching_timeline([0.9, 0.1, 0.8], [2, 2, 3], subgoals="colour"))
     assert any("subgoal 2 (blue)" == t.get("name") for t in fig["data"])
+
+
+def sweep_rows(rates):
+    return [{"index": i, "alpha": a, "seed": 0, "f1": 1.0 if i % 2 else 0.2, "switches": 3.0, "distortion": 0.1 + 0.01 * i,
+             "rate": r, "aligned": bool(i % 2)} for i, (a, r) in enumerate(zip([0.0, 0.1, 0.17, 0.3, 0.5], rates))]
+
+
+def test_an_outlying_rate_is_drawn_at_the_top_of_a_cut_axis():
+    from irl_core.plots import rate_cap, rate_distortion_figure
+    rates = [29.1, 0.46, 0.37, 0.12, 0.0]
+    cap = rate_cap(rates)
+    assert cap == pytest.approx(1.3 * 0.5)  # the next largest (0.46) is below the 0.5 floor
+    assert rate_cap([0.8, 0.46, 0.37]) is None and rate_cap([3.0]) is None
+    out = validated(rate_distortion_figure(sweep_rows(rates), "frozen", (0.0, 0.5), cap=cap, selected=0))
+    drawn = [(y, cd[5]) for tr in out["data"][:2] for y, cd in zip(tr["y"], tr["customdata"])]
+    assert (cap, 29.1) in drawn  # at the top; its hover keeps the true rate
+    assert all(y == true for y, true in drawn if true <= cap)
+    assert [a["text"] for a in out["layout"]["annotations"]] == ["rate 29.1 ↑"]
+    assert out["data"][-1]["y"] == [cap]  # the selection ring sits on the drawn point
+    plain = validated(rate_distortion_figure(sweep_rows(rates), "frozen", (0.0, 0.5)))
+    assert 29.1 in [y for tr in plain["data"][:2] for y in tr["y"]]

@@ -8,7 +8,7 @@ import streamlit as st
 
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
-from irl_core.plots import rate_distortion_figure, subgoal_legend_html, switching_timeline
+from irl_core.plots import rate_cap, rate_distortion_figure, subgoal_legend_html, switching_timeline
 from irl_core.reports import SUBGOAL_ALIGNED_F1, contrast_note, load_sweep, report_path
 
 VARIANT_TITLES = {"frozen": "Frozen base model (the paper's method)", "cotrained": "Co-trained with the base model",
@@ -91,7 +91,8 @@ def span(values: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-x_range, y_range = span([r["distortion"] for r in rows]), span([r["rate"] for r in rows])
+cap = rate_cap([r["rate"] for r in rows])
+x_range, y_range = span([r["distortion"] for r in rows]), span([min(r["rate"], cap or r["rate"]) for r in rows])
 alphas = [r["alpha"] for r in rows]
 for start in range(0, len(variants), 2):
     cols = st.columns(2)
@@ -104,7 +105,7 @@ for start in range(0, len(variants), 2):
                         f"--table {path} …` (the same --out-dir keeps the finished points).")
                 continue
             fig = rate_distortion_figure(part, VARIANT_TITLES.get(v, v), (min(alphas), max(alphas)), x_range, y_range,
-                                         selected=chosen)
+                                         selected=chosen, cap=cap)
             st.plotly_chart(fig, width="stretch", key=f"rd_chart_{v}", on_select="rerun", selection_mode="points")
 
 st.selectbox("Point", range(len(rows)), format_func=label, key=POINT_KEY,
