@@ -257,7 +257,12 @@ def test_learning_signal_moves_the_policy(tiny_base, metacontrollers, tmp_path):
 def test_resume_continues_the_same_curve(tiny_base, metacontrollers, tmp_path):
     cfg = rl_preset("tiny", method="internal-rl", episodes=32)
     whole = Run(tmp_path / "whole")
-    train(make_learner(cfg, "cpu", 0, metacontrollers["frozen"], tiny_base), cfg, whole, 0, progress=False)
+    first = train(make_learner(cfg, "cpu", 0, metacontrollers["frozen"], tiny_base), cfg, whole, 0, progress=False)
+    rows, saved = whole.metrics(), (whole.path / "result.json").read_text()
+    again = train(make_learner(cfg, "cpu", 0, metacontrollers["frozen"], tiny_base), cfg, whole, 0, progress=False)
+    assert again == first and "eval/success_greedy" in again  # a finished run is left as it was
+    assert whole.metrics() == rows and (whole.path / "result.json").read_text() == saved
+    assert whole.status()["status"] == "done"
     split = Run(tmp_path / "split")
     out = train(make_learner(cfg, "cpu", 0, metacontrollers["frozen"], tiny_base), cfg, split, 0, progress=False, stop_at=2)
     assert out == {"stopped_at": 2} and split.status()["status"] == "cancelled"

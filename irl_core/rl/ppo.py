@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
-from irl_core.checkpoints import atomic_write_json, resume_training, save_checkpoint, training_state
+from irl_core.checkpoints import atomic_write_json, read_json, resume_training, save_checkpoint, training_state
 from irl_core.config import preset
 from irl_core.runs import Run
 
@@ -185,6 +185,9 @@ def train(learner, cfg: InternalRLConfig, run: Run, seed: int = 0, progress: boo
     resumed = resume_training(last, "internal-rl-state", full_cfg, learner.modules, opt, gens)
     if resumed:
         update = int(resumed["update"])
+        finished = read_json(run.path / "result.json") if (run.path / "result.json").exists() else {}
+        if update >= cfg.updates and "eval/success_greedy" in finished:  # a finished run: nothing to do, nothing lost
+            return finished
         run.truncate_metrics(update * cfg.batch_size)
     run.write_config(full_cfg)
     run.set_status("running", device=str(dev), step=update * cfg.batch_size)
