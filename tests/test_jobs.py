@@ -174,6 +174,13 @@ def test_registry_of_empty_missing_and_broken_runs(tmp_path):
     assert rows["empty"]["status"] == "unknown" and "missing" in rows["empty"]["reason"]
     assert rows["good"]["status"] == "done" and rows["good"]["last_step"] == 7 and rows["good"]["stage"] == "discover"
     assert [r["id"] for r in list_runs(root, stage="discover")] == ["good"]
+    for name in ("internal-rl-seed0", "raw-action-seed0"):  # a group of runs, as reproduce_grid_rl.sh writes them
+        run = root / "internal-rl" / "grid5" / name
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({"status": "done", "created": 2.0}))
+    grouped = {r["id"]: r for r in list_runs(root, stage="internal-rl")}
+    assert set(grouped) == {"grid5/internal-rl-seed0", "grid5/raw-action-seed0"}
+    assert all(r["status"] == "done" and r["stage"] == "internal-rl" for r in grouped.values())
 
 
 def test_new_runs_get_distinct_directories(tmp_path, monkeypatch):

@@ -138,7 +138,8 @@ def live_runs() -> None:
     if not runs:
         st.info("No internal-RL runs yet: launch one above, or run `python -m irl_core internal-rl --preset tiny`.")
         return
-    rows = [{"run": r["id"], "status": r["status"], "episodes": r.get("last_step"),
+    rows = [{"run": r["id"], "status": r["status"],
+             "episodes": f"{int(r['last_step']):,}" if r.get("last_step") is not None else "",
              "error": r.get("error", "")} for r in runs]
     st.table(rows)
     ids = [r["id"] for r in runs]

@@ -313,13 +313,26 @@ def settled(st: dict) -> bool:
 
 
 def list_runs(root: str | os.PathLike | None = None, stage: str | None = None) -> list[dict]:
-    """``run_status`` of every ``<root>/<stage>/<id>/`` (default root ``runs_root()``), newest first."""
+    """``run_status`` of every ``<root>/<stage>/<id>/`` (default root ``runs_root()``), newest first. A folder there
+    that is not a run but holds runs (``scripts/reproduce_grid_rl.sh`` groups a set's runs as
+    ``internal-rl/<set>/<method>-seed<s>``) lists those, with ids ``<group>/<run>``."""
     root = (Path(root) if root is not None else runs_root()).resolve()
     if not root.is_dir():
         return []
-    rows = [_describe(d) for s in sorted(root.iterdir()) if s.is_dir() and stage in (None, s.name)
-            for d in sorted(s.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    rows = [_describe(d, s) for s in sorted(root.iterdir()) if s.is_dir() and stage in (None, s.name)
+            for d in _run_dirs(s)]
     return sorted(rows, key=lambda r: r.get("created") or 0, reverse=True)
+
+
+def _run_dirs(stage_dir: Path) -> list[Path]:
+    out = []
+    for d in sorted(stage_dir.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        is_run = any((d / name).exists() for name in ("status.json", "job.json", "config.json"))
+        group = [] if is_run else [k for k in sorted(d.iterdir()) if k.is_dir() and (k / "status.json").exists()]
+        out += group or [d]
+    return out
 
 
 def tail_log(run_dir: str | os.PathLike, lines: int = 50) -> str:
@@ -328,8 +341,9 @@ def tail_log(run_dir: str | os.PathLike, lines: int = 50) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _describe(path: Path) -> dict:
-    row = {"run_dir": str(path), "stage": path.parent.name, "id": path.name, "status": "unknown"}
+def _describe(path: Path, stage_dir: Path | None = None) -> dict:
+    stage_dir = stage_dir or path.parent
+    row = {"run_dir": str(path), "stage": stage_dir.name, "id": path.relative_to(stage_dir).as_posix(), "status": "unknown"}
     job, _ = _read_json(path / "job.json")
     if isinstance(job, dict):
         row.update(stage=job.get("stage", row["stage"]), command=" ".join(map(str, job.get("argv", []))),
