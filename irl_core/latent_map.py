@@ -196,7 +196,7 @@ def latent_map(model: GridTransformer, meta: MetaController, layer: int, episode
         "kind": LATENT_MAP_KIND, "n_z": int(meta.cfg.n_z), "layer": int(layer), "episodes": int(episodes), "seed": int(seed),
         "threshold": threshold, "n_segments": int(len(labels)),
         "segments_per_episode": float(len(labels) / episodes),
-        "mean_purity": float(seg["purity"][labels >= 0].mean()) if (labels >= 0).any() else float("nan"),
+        "mean_purity": float(seg["purity"][known].mean()) if known.any() else float("nan"),
         "centroid_accuracy": centroid_accuracy(seg["codes"], labels),
         "explained_variance_ratio": ratio.tolist(),
         "displacement_r2": code_displacement(seg["codes"][known].astype(np.float64), displacement),

@@ -92,7 +92,8 @@ def span(values: list[float]) -> tuple[float, float]:
 
 
 cap = rate_cap([r["rate"] for r in rows])
-x_range, y_range = span([r["distortion"] for r in rows]), span([min(r["rate"], cap or r["rate"]) for r in rows])
+x_range = span([r["distortion"] for r in rows])
+y_range = span([r["rate"] if cap is None else min(r["rate"], cap) for r in rows])
 alphas = [r["alpha"] for r in rows]
 for start in range(0, len(variants), 2):
     cols = st.columns(2)
