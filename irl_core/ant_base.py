@@ -1,5 +1,6 @@
 """The ant base model acting alone in MuJoCo: closed-loop rollouts of the Hawk SSM (its step form) in the
-batched ant env, and their success on the pretraining tasks and on the held-out task.
+batched ant env, and their success on the pretraining tasks and on the held-out task; and the *handover* test, which
+asks whether the model steers toward a target once the expert has shown it (or only keeps going as it was going).
 
 The model reads each slot's observation, its recurrent state is reset when the slot starts an episode, and the
 action is a draw from its Gaussian (``sample=True``, as in D) or its mean, clipped to [−1, 1]. Slots are stepped
@@ -13,11 +14,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from irl_core.device import one_torch_thread
+from irl_core.envs import ant as A
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS
-from irl_core.experts.ant_episodes import evaluate, run_episodes
+from irl_core.experts.ant_episodes import ExpertActor, evaluate, run_episodes
+from irl_core.experts.ant_planner import distance_map, next_cell
 from irl_core.models.ant_ssm import AntSSM, AntSSMState
 
-__all__ = ["BaseModelActor", "evaluate_base_model", "run_base_episodes"]
+__all__ = ["BaseModelActor", "HandoverActor", "ant_target_probe", "evaluate_base_model", "first_colour_after",
+           "handover", "run_base_episodes"]
 
 
 class BaseModelActor:
@@ -40,6 +45,10 @@ class BaseModelActor:
 
     @torch.no_grad()
     def act(self, batch, active: np.ndarray) -> np.ndarray:
+        with one_torch_thread():  # one-row steps (the app renders these beside training jobs)
+            return self._act(batch, active)
+
+    def _act(self, batch, active: np.ndarray) -> np.ndarray:
         dev = self.model.obs_mean.device
         if self.state is None:
             self.state = self.model.initial_state(batch.n, dev)
@@ -54,6 +63,112 @@ class BaseModelActor:
                 noise = torch.randn(actions.shape[1], generator=self.gens[i], dtype=torch.float64).numpy()
                 actions[i] += noise * log_std[0].double().exp().cpu().numpy()
         return np.clip(actions, -1, 1)
+
+
+class HandoverActor:
+    """The expert acts for the first ``t0`` steps of every episode while the base model reads the same observations
+    (its recurrent state follows the expert's episode); from step ``t0`` on the base model acts (``t0=None``: the
+    expert walks the whole episode and the model is not run). The expert's noise comes from its own generator, drawn
+    from the episode's, so two actors with different ``t0`` play the same first ``min(t0)`` steps."""
+
+    def __init__(self, model: AntSSM, expert, t0: int | None, sample: bool = True):
+        self.base, self.expert, self.t0 = BaseModelActor(model, sample), ExpertActor(expert), t0
+
+    def start(self, i: int, gen: torch.Generator) -> None:
+        self.expert.start(i, torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen))))
+        self.base.start(i, gen)
+
+    def act(self, batch, active: np.ndarray) -> np.ndarray:
+        if self.t0 is None:  # the expert walks on: the model's reading along would change nothing
+            return self.expert.act(batch, active)
+        actions = self.base.act(batch, active)  # every step, so that the model's state reads the whole episode
+        early = active & (batch.t < self.t0)
+        if early.any():
+            actions[early] = self.expert.act(batch, active)[early]
+        return actions
+
+
+def first_colour_after(uv: np.ndarray, layout: np.ndarray, t0: int) -> int:
+    """The first colour tile the torso enters at or after step ``t0`` (−1: none), from recorded cell positions."""
+    row, col, inside = A.cell_of(uv[:, 0], uv[:, 1])
+    prev = (int(row[max(0, t0)]), int(col[max(0, t0)])) if len(uv) > t0 else None
+    for t in range(max(1, t0 + 1), len(uv)):
+        here = (int(row[t]), int(col[t]))
+        if inside[t] and here != prev and layout[here] >= 0:
+            return int(layout[here])
+        prev = here
+    return -1
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-9)
+
+
+def planner_direction(layout: np.ndarray, uv: np.ndarray, target: int) -> np.ndarray | None:
+    """The expert planner's unit direction (cell units) from torso position ``uv`` toward ``target``: to the centre
+    of the next cell of the shortest path (without the acting-time safety push), None if unreachable."""
+    row, col, _ = (int(x) for x in A.cell_of(uv[0], uv[1]))
+    dist = distance_map(layout, target)
+    nxt = (row, col) if dist[row, col] == 0 else next_cell(dist, (row, col))
+    if nxt is None:
+        return None
+    return _unit(np.array([nxt[1] + 0.5, nxt[0] + 0.5]) - uv)
+
+
+def handover_episodes(res: dict, t0: int, before: int = 10, after: int = 20) -> list[dict]:
+    """Per episode of ``run_episodes(..., record=True)`` that lasts past ``t0``: the colour the drawn task asks for
+    at ``t0`` (``target``), the first colour entered from ``t0`` (``reached``), the angle between the ant's motion
+    over the ``before`` steps up to ``t0`` and the planner's direction to the target (``turn``, degrees), and the
+    cosines of its motion over the ``after`` steps from ``t0`` (fewer if the episode ends sooner) with that
+    direction (``follows_plan``) and with its earlier motion (``keeps_going``). Which episodes count depends on
+    the first ``t0`` steps only, so two actors that share them are judged on the same episodes."""
+    rows = []
+    for j, uv in enumerate(res["uv"]):
+        if res["length"][j] <= t0 or t0 < before:
+            continue
+        task, k = res["task"][j], int(res["progress"][j][t0])
+        if k >= len(task):
+            continue
+        plan = planner_direction(res["layout"][j], uv[t0], int(task[k]))
+        if plan is None:
+            continue
+        prev, nxt = _unit(uv[t0] - uv[t0 - before]), _unit(uv[min(t0 + after, len(uv) - 1)] - uv[t0])
+        rows.append({"target": int(task[k]), "reached": first_colour_after(uv, res["layout"][j], t0),
+                     "turn": float(np.degrees(np.arccos(np.clip(prev @ plan, -1, 1)))),
+                     "follows_plan": float(nxt @ plan), "keeps_going": float(nxt @ prev)})
+    return rows
+
+
+def summarise_handover(rows: list[dict], straight: float = 30.0, turn: float = 60.0) -> dict:
+    """Rates over all episodes and split by whether the target lay straight ahead at the handover (``turn`` below
+    ``straight`` degrees) or off to a side (above ``turn`` degrees). ``reached_other`` is the rate of entering one
+    given other colour first (the share of episodes that enter a colour other than the target, over the three of
+    them): what reaching the target is compared with when nothing steers toward it."""
+    def part(sel):
+        return {"episodes": len(sel),
+                "reached_target": float(np.mean([r["reached"] == r["target"] for r in sel])) if sel else None,
+                "reached_other": float(np.mean([r["reached"] not in (-1, r["target"]) for r in sel]))
+                / (A.N_COLOURS - 1) if sel else None,
+                "follows_plan": float(np.mean([r["follows_plan"] for r in sel])) if sel else None,
+                "keeps_going": float(np.mean([r["keeps_going"] for r in sel])) if sel else None}
+    return {"all": part(rows), "straight": part([r for r in rows if r["turn"] < straight]),
+            "turn": part([r for r in rows if r["turn"] > turn])}
+
+
+def handover(model: AntSSM, expert, t0: int = 40, episodes: int = 200, seed: int = 0, sample: bool = True,
+             tasks=ANT_PRETRAIN_TASKS) -> dict:
+    """The expert walks the first ``t0`` steps of each episode (so the task's current colour is shown in the model's
+    context), then either the base model (``handover``) or the expert (``expert``, the yardstick) walks on, on the
+    same episodes: how often each enters the expert's target colour first, and whether it turns toward the
+    target or keeps going, split by whether the target lay ahead or to a side (``summarise_handover``). A model
+    that imitates by continuing its own motion (the copycat failure of behaviour cloning with history) does as
+    well as the expert on targets ahead and much worse on targets to a side."""
+    out = {"t0": t0, "episodes": episodes, "seed": seed, "sample": sample}
+    for name, start in (("handover", t0), ("expert", None)):
+        res = run_episodes(HandoverActor(model, expert, start, sample), tasks, episodes, seed, record=True)
+        out[name] = summarise_handover(handover_episodes(res, t0))
+    return out
 
 
 def run_base_episodes(model: AntSSM, tasks, episodes: int, seed: int = 0, sample: bool = True, record: bool = False,
@@ -108,3 +223,36 @@ def ant_probe_report(model: AntSSM, data, episodes: int = 500, seed: int = 0) ->
     mid = model.n_layers // 2
     return {"data": str(data), "episodes": len(ids), "n_layers": model.n_layers, "mid_layer": mid,
             "mid_margin": out["accuracy"][mid] - out["control"][mid], **out}
+
+
+def ant_target_probe(model: AntSSM, data, episodes: int = 500, seed: int = 0, test_fraction: float = 0.25) -> dict:
+    """Per layer, the held-out R² of a linear (ridge) read-out of *where* the colour sought lies: its offset from the
+    torso, (Δx, Δy) as the observation gives it for every colour (``irl_core.envs.ant``, dims 29–37), on up to
+    ``episodes`` episodes of dataset file ``data``, split by episode.
+
+    The embedding (layer 0) is linear in the observation, so it holds all four colours' offsets but not which one
+    is sought: its R² is what a read-out gets without knowing the target. A layer that does better has computed where
+    the ant is going. The colour probe (``ant_probe_report``) asks for the colour's *name*, which a model that
+    steers by location need not keep."""
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from irl_core.ant_pretrain import EpisodeBank
+    bank = EpisodeBank(data, 0.5)
+    ids = list(range(min(episodes, len(bank.obs))))
+    resid, subgoal, episode = ant_residual_stream(model, bank, ids)
+    obs = np.concatenate([bank.obs[i][(bank.subgoal[i] >= 0).numpy()].numpy() for i in ids])
+    offsets = obs[:, 29:37].reshape(-1, A.N_COLOURS, 2)
+    target = offsets[np.arange(len(subgoal)), subgoal]
+    rng = np.random.default_rng(seed)
+    test_eps = rng.choice(ids, max(1, int(len(ids) * test_fraction)), replace=False)
+    test = np.isin(episode, test_eps)
+    r2 = []
+    for layer in range(resid.shape[1]):
+        reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(resid[~test, layer], target[~test])
+        r2.append(float(r2_score(target[test], reg.predict(resid[test, layer]))))
+    mid = model.n_layers // 2
+    return {"data": str(data), "episodes": len(ids), "n_layers": model.n_layers, "mid_layer": mid, "r2": r2,
+            "mid_gain": r2[mid] - r2[0], "n_test_steps": int(test.sum()), "n_train_steps": int((~test).sum())}

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from irl_core.ant_base import BaseModelActor
+from irl_core.ant_base import BaseModelActor, first_colour_after
 from irl_core.ant_pretrain import LENGTH_POOL, EpisodeBank
 from irl_core.checkpoints import load_checkpoint, load_state_into, save_checkpoint, start_or_resume, training_state
 from irl_core.envs import ant as A
@@ -160,18 +160,6 @@ def evaluate_controllers(model: AntSSM, ctrl: AntGTControllers, episodes: int = 
     return {"controlled": evaluate(ControlledActor(model, ctrl, task_progress_subgoal, sample), tasks, episodes, seed),
             "base_alone": evaluate(BaseModelActor(model, sample), tasks, episodes, seed),
             "layer": ctrl.layer, "sample": sample, "seed": seed}
-
-
-def first_colour_after(uv: np.ndarray, layout: np.ndarray, t0: int) -> int:
-    """The first colour tile the torso enters at or after step ``t0`` (−1: none), from recorded cell positions."""
-    row, col, inside = A.cell_of(uv[:, 0], uv[:, 1])
-    prev = (int(row[max(0, t0)]), int(col[max(0, t0)])) if len(uv) > t0 else None
-    for t in range(max(1, t0 + 1), len(uv)):
-        here = (int(row[t]), int(col[t]))
-        if inside[t] and here != prev and layout[here] >= 0:
-            return int(layout[here])
-        prev = here
-    return -1
 
 
 def injection(model: AntSSM, ctrl: AntGTControllers, colour: int, t0: int = 30, episodes: int = 200, seed: int = 0,

@@ -116,10 +116,14 @@ def test_overview_shows_the_base_model_reports_or_the_command_that_makes_them(tm
     assert not at.exception and any("reproduce_ant_base.sh" in i.value for i in at.info)
     ev = lambda rate: {"episodes": 10, "success_rate": rate, "events": {"success": int(10 * rate), "wall": 10 - int(10 * rate)}}
     reports = {"base_eval": {"pretrain": ev(0.0), "pretrain_any": ev(0.4), "heldout": ev(0.0)},
-               "base_probes": {"accuracy": [0.3, 0.6, 0.5], "control": [0.26, 0.27, 0.25], "mid_layer": 1},
+               "base_probes": {"accuracy": [0.3, 0.6, 0.5], "control": [0.26, 0.27, 0.25], "mid_layer": 1,
+                               "location": {"r2": [0.5, 0.7, 0.6]}},
                "gt_controllers": {"layer": 1, "controlled": ev(0.3), "base_alone": ev(0.0)},
                "inject_colour2": {"colour": 2, "t0": 30, "base_alone": {"episodes": 9, "reached_first": 0.2},
                                   "injected": {"episodes": 9, "reached_first": 0.5}}}
+    part = lambda reached, plan: {"episodes": 5, "reached_target": reached, "follows_plan": plan, "keeps_going": 0.1}
+    reports["handover"] = {"t0": 40, "handover": {"straight": part(0.8, 0.9), "turn": part(0.25, 0.2)},
+                           "expert": {"straight": part(0.9, 0.95), "turn": part(0.85, 0.9)}}
     for name, rep in reports.items():
         (ant / "reports" / f"{name}.json").write_text(json.dumps(rep))
     at = _page(OVERVIEW, **{app_state.ENV_KEY: "ant"})
@@ -127,10 +131,15 @@ def test_overview_shows_the_base_model_reports_or_the_command_that_makes_them(tm
     frames = [d.value for d in at.dataframe]
     base = next(f for f in frames if "judged on" in f.columns)
     assert base["success"].tolist() == [0.4, 0.0, 0.0]
-    assert next(f for f in frames if "probe accuracy" in f.columns)["probe accuracy"].tolist() == [0.3, 0.6, 0.5]
+    probe_table = next(f for f in frames if "probe accuracy" in f.columns)
+    assert probe_table["probe accuracy"].tolist() == [0.3, 0.6, 0.5]
+    assert probe_table["where it lies (R²)"].tolist() == [0.5, 0.7, 0.6]
     assert next(f for f in frames if "injected" in f.columns)["injected"].tolist() == [0.5]
+    hand = next(f for f in frames if "walks on" in f.columns)
+    assert hand["reaches the target first"].tolist() == [0.8, 0.25, 0.9, 0.85]
+    assert hand["target"].tolist() == ["ahead", "to a side"] * 2
     text = " ".join(m.value for m in at.markdown)
-    assert "30.0%" in text and "0.600 against 0.270" in text
+    assert "30.0%" in text and "0.600 against 0.270" in text and "first 40 steps" in text
 
 
 def test_overview_names_the_commands_of_missing_artifacts(tmp_path, monkeypatch):

@@ -156,6 +156,33 @@ def test_ant_probes_per_layer_with_controls(ant_d, tmp_path):
     r = json.loads(out.read_text())
     assert len(r["accuracy"]) == len(r["control"]) == 3 and r["mid_layer"] == 1
     assert all(0 <= a <= 1 for a in r["accuracy"] + r["control"]) and r["n_test_steps"] > 0
+    loc = r["location"]
+    assert len(loc["r2"]) == 3 and all(x <= 1 for x in loc["r2"]) and loc["n_test_steps"] > 0
+    assert loc["mid_gain"] == pytest.approx(loc["r2"][1] - loc["r2"][0])
+
+
+def test_the_location_probe_reads_what_the_residual_holds(ant_d, monkeypatch):
+    """An 'embedding' that is the observation itself: the sought colour's offset is not linear in it, but once the
+    offset itself is appended (a 'layer' that computed it), the read-out is exact."""
+    from irl_core.ant_base import ant_target_probe
+    from irl_core.ant_pretrain import EpisodeBank
+    bank = EpisodeBank(ant_d, 0.5)
+
+    class Fake:
+        n_layers = 2
+
+    def fake_stream(model, bank_, ids, batch=16):
+        obs = np.concatenate([bank.obs[i][(bank.subgoal[i] >= 0).numpy()].numpy() for i in ids])
+        sub = np.concatenate([bank.subgoal[i][bank.subgoal[i] >= 0].numpy() for i in ids])
+        ep = np.concatenate([np.full(int((bank.subgoal[i] >= 0).sum()), i) for i in ids])
+        target = obs[:, 29:37].reshape(-1, 4, 2)[np.arange(len(sub)), sub]
+        noise = np.random.default_rng(0).normal(size=(len(sub), 2))
+        layers = [np.concatenate([obs, noise], 1), np.concatenate([obs, target], 1), np.concatenate([obs, noise], 1)]
+        return np.stack(layers, 1), sub, ep
+
+    monkeypatch.setattr("irl_core.ant_base.ant_residual_stream", fake_stream)
+    r = ant_target_probe(Fake(), ant_d, episodes=6, seed=0, test_fraction=0.5)
+    assert r["r2"][1] > 0.99 and r["r2"][1] > r["r2"][0] and r["mid_gain"] > 0
 
 
 def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path):
@@ -180,6 +207,62 @@ def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path):
     uv = np.array([[0.5, 0.5], [1.5, 0.5], [1.5, 1.5], [2.5, 2.5]])
     assert first_colour_after(uv, layout, 0) == 3 and first_colour_after(uv, layout, 1) == 1
     assert first_colour_after(uv[:3], layout, 1) == -1
+
+
+def test_handover_judges_turns_toward_the_target(ant_d, tmp_path):
+    from irl_core.ant_base import HandoverActor, handover, handover_episodes, planner_direction, summarise_handover
+    from irl_core.experts.ant_episodes import run_episodes
+    from irl_core.experts.ant_expert import AntExpert
+    layout = np.full((4, 4), -1)
+    layout[0, 3], layout[3, 0], layout[1, 1] = 2, 0, -2  # colour 2 top right, colour 0 bottom left, the wall
+    # from cell (0, 0), colour 2 is three cells right along row 0: head right; from (2, 1) the wall is above, so
+    # the way to colour 2 goes right first (row 2 → column 2), and colour 0 is straight down-left
+    np.testing.assert_allclose(planner_direction(layout, np.array([0.5, 0.5]), 2), [1, 0])
+    np.testing.assert_allclose(planner_direction(layout, np.array([1.5, 2.5]), 2), [1, 0])
+    assert planner_direction(layout, np.array([1.5, 2.5]), 0) @ np.array([0, 1]) > 0.7 or \
+        planner_direction(layout, np.array([1.5, 2.5]), 0) @ np.array([-1, 0]) > 0.7
+    # an ant that walks down cell (0, 0) while colour 2 lies three cells to its right, and keeps walking down
+    uv = np.array([[0.5, 0.1 + 0.05 * t] for t in range(11)] + [[0.5, 0.6 + 0.1 * t] for t in range(1, 16)])
+    res = {"uv": [uv], "length": np.array([25]), "task": [(2, 0, 3)], "progress": [np.zeros(25, int)],
+           "layout": [layout]}
+    (row,) = handover_episodes(res, t0=10)
+    assert row["target"] == 2 and row["reached"] == -1 and 90 < row["turn"] < 100
+    assert row["keeps_going"] > 0.99 and abs(row["follows_plan"]) < 0.15  # the copycat: on it went
+    summary = summarise_handover([row, dict(row, turn=10.0, reached=2)])
+    assert summary["turn"]["episodes"] == summary["straight"]["episodes"] == 1
+    assert summary["straight"]["reached_target"] == 1.0 and summary["all"]["reached_target"] == 0.5
+    assert summarise_handover([dict(row, reached=0), dict(row, reached=2)])["all"]["reached_other"] == pytest.approx(0.5 / 3)
+    # the handover actor: the expert's first t0 steps are the same whoever acts after them
+    assert main(["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
+                 "--quiet", "--threads", "1", "--steps", "3", "--export", str(tmp_path / "base")]) == 0
+    model, expert = load_ant_base(tmp_path / "base"), AntExpert.load(ROOT / "checkpoints" / "ant" / "expert")
+    a = run_episodes(HandoverActor(model, expert, 8), [(0, 3, 2)], 2, seed=3, record=True)
+    b = run_episodes(HandoverActor(model, expert, None), [(0, 3, 2)], 2, seed=3, record=True)
+    for j in range(2):
+        np.testing.assert_array_equal(a["actions"][j][:8], b["actions"][j][:8])
+        assert not np.array_equal(a["actions"][j][8:12], b["actions"][j][8:12])
+    r = handover(model, expert, t0=12, episodes=2, seed=3)  # t0 ≥ the 10 steps of motion before it
+    assert r["handover"]["all"]["episodes"] == r["expert"]["all"]["episodes"] == 2
+
+
+def test_rollout_steps_run_on_one_thread_and_restore_the_count():
+    from irl_core.device import one_torch_thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyError):
+            with one_torch_thread():
+                assert torch.get_num_threads() == 1
+                raise KeyError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_handover_refuses_a_handover_before_the_motion_it_reads(capsys):
+    from irl_core.cli import main
+    assert main(["ant-handover", "--t0", "5", "--episodes", "2"]) == 2
+    assert "--t0 must be at least 10" in capsys.readouterr().err
 
 
 def test_dataset_does_not_depend_on_the_generation_chunk(monkeypatch):

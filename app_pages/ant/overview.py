@@ -147,11 +147,15 @@ else:
         layers = [f"{'embedding' if l == 0 else f'layer {l}'}" for l in range(len(probes["accuracy"]))]
         st.markdown(f"**What it knows, layer by layer**: a linear probe of the colour sought on held-out D* steps "
                     f"(mid-depth, layer {probes['mid_layer']}: {probes['accuracy'][probes['mid_layer']]:.3f} against "
-                    f"{probes['control'][probes['mid_layer']]:.3f} for shuffled labels).")
-        st.dataframe(pd.DataFrame({"layer": layers, "probe accuracy": probes["accuracy"],
-                                   "shuffled control": probes["control"]}), hide_index=True,
+                    f"{probes['control'][probes['mid_layer']]:.3f} for shuffled labels)"
+                    + ("; and a linear read-out of where it lies (R² of its offset from the ant; the embedding's "
+                       "is what the observation alone gives)." if "location" in probes else "."))
+        table = {"layer": layers, "probe accuracy": probes["accuracy"], "shuffled control": probes["control"]}
+        if "location" in probes:  # where the colour sought lies: R² of its offset (the embedding's is the baseline)
+            table["where it lies (R²)"] = probes["location"]["r2"]
+        st.dataframe(pd.DataFrame(table), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("probe accuracy", "shuffled control")})
+                                    for c in ("probe accuracy", "shuffled control", "where it lies (R²)")})
     ctrl = read_report("gt_controllers")
     if ctrl:
         c, b = ctrl["controlled"], ctrl["base_alone"]
@@ -166,5 +170,22 @@ else:
                                     "injected": r["injected"]["reached_first"],
                                     "episodes": r["injected"]["episodes"]} for r in inject]), hide_index=True,
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("base alone", "injected")})
-    st.caption(f"From `{set_dir}/reports/base_*.json`, `gt_controllers.json`, `inject_colour*.json` "
-               f"(`{BASE_COMMAND}`). Watch it on the **Rollouts** page, with or without an injected controller.")
+    hand = read_report("handover")
+    if hand:
+        st.markdown(f"**Shown the way** (the handover test): the expert walks the first {hand['t0']} steps of each "
+                    "episode while the base model reads along, then the base model walks on; the expert walking on "
+                    "is the yardstick. A target *ahead* needs no turn; a target *to a side* (over 60° off the "
+                    "ant's heading) does.")
+        rows = [{"walks on": arm, "target": where, "episodes": part["episodes"],
+                 "reaches the target first": part["reached_target"],
+                 "reaches one other colour first": part.get("reached_other"), "moves toward it": part["follows_plan"],
+                 "keeps its heading": part["keeps_going"]}
+                for arm, name in (("base model", "handover"), ("expert", "expert"))
+                for where, part in (("ahead", hand[name]["straight"]), ("to a side", hand[name]["turn"]))]
+        st.dataframe(pd.DataFrame(rows), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="%.2f")
+                                    for c in ("reaches the target first", "reaches one other colour first",
+                                              "moves toward it", "keeps its heading")})
+    st.caption(f"From `{set_dir}/reports/base_*.json`, `gt_controllers.json`, `inject_colour*.json`, "
+               f"`handover.json` (`{BASE_COMMAND}`). Watch it on the **Rollouts** page, with or without an "
+               "injected controller.")

@@ -183,17 +183,20 @@ def run_ant_pretrain(args) -> int:
 
 def run_ant_probes(args) -> int:
     """``ant-probes``: per-layer subgoal probes of the ant base model (``irl_core.ant_base.ant_probe_report``)."""
-    from irl_core.ant_base import ant_probe_report
+    from irl_core.ant_base import ant_probe_report, ant_target_probe
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import atomic_write_json
     _positive("episodes", args.episodes)
     _require_data(args.data, "--mean-action --episodes 2000 --seed 1")
     with user_errors():
-        report = ant_probe_report(load_ant_base(args.checkpoint), args.data, args.episodes, args.seed)
+        model = load_ant_base(args.checkpoint)
+        report = ant_probe_report(model, args.data, args.episodes, args.seed)
+        report["location"] = ant_target_probe(model, args.data, args.episodes, args.seed)
     report["checkpoint"] = str(args.checkpoint)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}: " + ", ".join(f"layer {l}: {a:.3f} (control {c:.3f})" for l, (a, c)
                                              in enumerate(zip(report["accuracy"], report["control"]))))
+    print("where the colour sought lies, R² per layer: " + ", ".join(f"{r:.3f}" for r in report["location"]["r2"]))
     return 0
 
 
@@ -230,14 +233,35 @@ def _heldout():
 
 def run_ant_inject(args) -> int:
     """``ant-inject``: a "go to colour g" controller switched on from step t0, against the base model alone."""
+    import torch
     from irl_core.ant_controllers import injection, load_ant_gt_controllers
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import atomic_write_json
     _positive("episodes", args.episodes)
+    torch.set_num_threads(1)  # one-row model steps: a second thread only waits on a busy core (70x slower here)
     if not 0 <= args.colour < 4:
         raise UserError(f"--colour must be 0..3, got {args.colour}")
     result = injection(load_ant_base(args.base), load_ant_gt_controllers(args.controllers), args.colour, args.t0,
                        args.episodes, args.seed)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        atomic_write_json(args.out, result)
+    return 0
+
+
+def run_ant_handover(args) -> int:
+    """``ant-handover``: the expert walks the first t0 steps, then the base model (or the expert) walks on."""
+    import torch
+    from irl_core.ant_base import handover
+    from irl_core.ant_pretrain import load_ant_base
+    from irl_core.checkpoints import atomic_write_json
+    from irl_core.experts.ant_expert import AntExpert
+    _positive("episodes", args.episodes)
+    torch.set_num_threads(1)  # as ant-inject
+    if args.t0 < 10:
+        raise UserError(f"--t0 must be at least 10 (the motion before the handover is read over 10 steps), got {args.t0}")
+    result = handover(load_ant_base(args.base), AntExpert.load(args.expert), args.t0, args.episodes, args.seed)
+    result.update(base_checkpoint=str(args.base), expert_checkpoint=str(args.expert))
     print(json.dumps(result, indent=2))
     if args.out:
         atomic_write_json(args.out, result)
@@ -310,7 +334,7 @@ def _register_expert_and_data(subparsers) -> None:
 
 
 def _register_base_model(subparsers) -> None:
-    """ant-pretrain, ant-probes, ant-gt-controllers, ant-inject."""
+    """ant-pretrain, ant-probes, ant-gt-controllers, ant-inject, ant-handover."""
     p = subparsers.add_parser("ant-pretrain", help="pretrain the ant's Hawk SSM base model on a dataset D (resumable)")
     p.add_argument("--data", required=True, help="an ant-data .npz file (D, successful episodes)")
     p.add_argument("--preset", default="cpu", help="tiny, cpu or paper (Tables A5/A15) (default cpu)")
@@ -363,3 +387,13 @@ def _register_base_model(subparsers) -> None:
     p.add_argument("--out", help="write the result JSON here")
     _common(p)
     p.set_defaults(handler=run_ant_inject)
+
+    p = subparsers.add_parser("ant-handover", help="the expert walks the first t0 steps, then the base model: does it "
+                                                   "turn toward the expert's target or keep going?")
+    p.add_argument("--base", default=DEFAULT_BASE, help=f"ant base-model checkpoint (default {DEFAULT_BASE})")
+    p.add_argument("--expert", default="checkpoints/ant/expert", help="ant expert checkpoint")
+    p.add_argument("--t0", type=int, default=40, help="the step the base model takes over (default 40)")
+    p.add_argument("--episodes", type=int, default=200, help="episodes on the pretraining tasks (default 200)")
+    p.add_argument("--out", help="write the result JSON here")
+    _common(p)
+    p.set_defaults(handler=run_ant_handover)
