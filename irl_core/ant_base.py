@@ -211,7 +211,8 @@ def ant_residual_stream(model: AntSSM, bank, ids, batch: int = 16) -> tuple[np.n
 
 
 def ant_probe_report(model: AntSSM, data, episodes: int = 500, seed: int = 0) -> dict:
-    """Per-layer linear probes of the subgoal (the colour sought) with shuffled-label controls, on up to
+    """Per-layer linear probes of the subgoal (the colour sought) with shuffled-label controls, and (``location``)
+    the read-out of where it lies (``ant_target_probe``) from the same residual stream, on up to
     ``episodes`` episodes of dataset file ``data`` (D* for the paper's probes), split by episode
     (``irl_core.probing.probe_layers``)."""
     from irl_core.ant_pretrain import EpisodeBank
@@ -222,7 +223,8 @@ def ant_probe_report(model: AntSSM, data, episodes: int = 500, seed: int = 0) ->
     out = probe_layers(resid, subgoal, episode, seed)
     mid = model.n_layers // 2
     return {"data": str(data), "episodes": len(ids), "n_layers": model.n_layers, "mid_layer": mid,
-            "mid_margin": out["accuracy"][mid] - out["control"][mid], **out}
+            "mid_margin": out["accuracy"][mid] - out["control"][mid], **out,
+            "location": _location_r2(bank, ids, resid, subgoal, episode, mid, seed)}  # where the colour lies
 
 
 def ant_target_probe(model: AntSSM, data, episodes: int = 500, seed: int = 0, test_fraction: float = 0.25) -> dict:
@@ -234,15 +236,21 @@ def ant_target_probe(model: AntSSM, data, episodes: int = 500, seed: int = 0, te
     is sought: its R² is what a read-out gets without knowing the target. A layer that does better has computed where
     the ant is going. The colour probe (``ant_probe_report``) asks for the colour's *name*, which a model that
     steers by location need not keep."""
+    from irl_core.ant_pretrain import EpisodeBank
+    bank = EpisodeBank(data, 0.5)
+    ids = list(range(min(episodes, len(bank.obs))))
+    resid, subgoal, episode = ant_residual_stream(model, bank, ids)
+    return _location_r2(bank, ids, resid, subgoal, episode, model.n_layers // 2, seed, test_fraction) | {
+        "data": str(data), "episodes": len(ids), "n_layers": model.n_layers}
+
+
+def _location_r2(bank, ids, resid, subgoal, episode, mid: int, seed: int, test_fraction: float = 0.25) -> dict:
+    """``ant_target_probe``'s read-out on a residual stream already computed (``ant_residual_stream``)."""
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from irl_core.ant_pretrain import EpisodeBank
-    bank = EpisodeBank(data, 0.5)
-    ids = list(range(min(episodes, len(bank.obs))))
-    resid, subgoal, episode = ant_residual_stream(model, bank, ids)
     obs = np.concatenate([bank.obs[i][(bank.subgoal[i] >= 0).numpy()].numpy() for i in ids])
     offsets = obs[:, 29:37].reshape(-1, A.N_COLOURS, 2)
     target = offsets[np.arange(len(subgoal)), subgoal]
@@ -253,6 +261,5 @@ def ant_target_probe(model: AntSSM, data, episodes: int = 500, seed: int = 0, te
     for layer in range(resid.shape[1]):
         reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(resid[~test, layer], target[~test])
         r2.append(float(r2_score(target[test], reg.predict(resid[test, layer]))))
-    mid = model.n_layers // 2
-    return {"data": str(data), "episodes": len(ids), "n_layers": model.n_layers, "mid_layer": mid, "r2": r2,
-            "mid_gain": r2[mid] - r2[0], "n_test_steps": int(test.sum()), "n_train_steps": int((~test).sum())}
+    return {"mid_layer": mid, "r2": r2, "mid_gain": r2[mid] - r2[0], "n_test_steps": int(test.sum()),
+            "n_train_steps": int((~test).sum())}

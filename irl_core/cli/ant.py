@@ -183,15 +183,13 @@ def run_ant_pretrain(args) -> int:
 
 def run_ant_probes(args) -> int:
     """``ant-probes``: per-layer subgoal probes of the ant base model (``irl_core.ant_base.ant_probe_report``)."""
-    from irl_core.ant_base import ant_probe_report, ant_target_probe
+    from irl_core.ant_base import ant_probe_report
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import atomic_write_json
     _positive("episodes", args.episodes)
     _require_data(args.data, "--mean-action --episodes 2000 --seed 1")
     with user_errors():
-        model = load_ant_base(args.checkpoint)
-        report = ant_probe_report(model, args.data, args.episodes, args.seed)
-        report["location"] = ant_target_probe(model, args.data, args.episodes, args.seed)
+        report = ant_probe_report(load_ant_base(args.checkpoint), args.data, args.episodes, args.seed)
     report["checkpoint"] = str(args.checkpoint)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}: " + ", ".join(f"layer {l}: {a:.3f} (control {c:.3f})" for l, (a, c)
@@ -233,12 +231,10 @@ def _heldout():
 
 def run_ant_inject(args) -> int:
     """``ant-inject``: a "go to colour g" controller switched on from step t0, against the base model alone."""
-    import torch
     from irl_core.ant_controllers import injection, load_ant_gt_controllers
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import atomic_write_json
     _positive("episodes", args.episodes)
-    torch.set_num_threads(1)  # one-row model steps: a second thread only waits on a busy core (70x slower here)
     if not 0 <= args.colour < 4:
         raise UserError(f"--colour must be 0..3, got {args.colour}")
     result = injection(load_ant_base(args.base), load_ant_gt_controllers(args.controllers), args.colour, args.t0,
@@ -251,13 +247,11 @@ def run_ant_inject(args) -> int:
 
 def run_ant_handover(args) -> int:
     """``ant-handover``: the expert walks the first t0 steps, then the base model (or the expert) walks on."""
-    import torch
     from irl_core.ant_base import handover
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.checkpoints import atomic_write_json
     from irl_core.experts.ant_expert import AntExpert
     _positive("episodes", args.episodes)
-    torch.set_num_threads(1)  # as ant-inject
     if args.t0 < 10:
         raise UserError(f"--t0 must be at least 10 (the motion before the handover is read over 10 steps), got {args.t0}")
     result = handover(load_ant_base(args.base), AntExpert.load(args.expert), args.t0, args.episodes, args.seed)
