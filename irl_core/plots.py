@@ -196,15 +196,18 @@ def switching_timeline(beta: Sequence[float], subgoal: Sequence[int], length: in
     return figure_from_dicts(data, layout)
 
 
-def rate_cap(rates: Sequence[float], factor: float = 5.0) -> float | None:
-    """Where to cut the rate axis: when the largest rate is over ``factor`` times the next largest (at least 0.5),
-    as an α = 0 run's tens of nats beside the others' fractions of one, the axis stops at 1.3× the next largest
-    and the outlier is drawn at its top; None when no rate stands out so."""
+def rate_cap(rates: Sequence[float], factor: float = 5.0, most: float = 0.25) -> float | None:
+    """Where to cut the rate axis so that a few outlying rates (as α = 0 runs' tens of nats beside the others' fractions
+    of one, one such run per variant) do not flatten the rest: at the lowest break in the sorted rates where a rate is
+    over ``factor`` times the one below it (floored at 0.5) and at most ``most`` of the points lie above it, the axis
+    stops at 1.3× the rate below the break and the outliers are drawn at its top; None when no rate stands out so."""
     ordered = sorted(float(r) for r in rates)
-    if len(ordered) < 2:
-        return None
-    rest = max(ordered[-2], 0.5)
-    return 1.3 * rest if ordered[-1] > factor * rest else None
+    n = len(ordered)
+    for i in range(1, n):
+        rest = max(ordered[i - 1], 0.5)
+        if ordered[i] > factor * rest and n - i <= max(1, int(most * n)):
+            return 1.3 * rest
+    return None
 
 
 def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[float, float],

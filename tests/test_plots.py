@@ -116,6 +116,9 @@ def test_an_outlying_rate_is_drawn_at_the_top_of_a_cut_axis():
     cap = rate_cap(rates)
     assert cap == pytest.approx(1.3 * 0.5)  # the next largest (0.46) is below the 0.5 floor
     assert rate_cap([0.8, 0.46, 0.37]) is None and rate_cap([3.0]) is None
+    # one α = 0 run per variant: both are cut, at the break below them; two of three points are not outliers
+    assert rate_cap([29.3, 29.1, 1.06, 0.8, 0.46, 0.37, 0.12, 0.0]) == pytest.approx(1.3 * 1.06)
+    assert rate_cap([29.1, 29.3, 1.0]) is None
     out = validated(rate_distortion_figure(sweep_rows(rates), "frozen", (0.0, 0.5), cap=cap, selected=0))
     drawn = [(y, cd[5]) for tr in out["data"][:2] for y, cd in zip(tr["y"], tr["customdata"])]
     assert (cap, 29.1) in drawn  # at the top; its hover keeps the true rate
