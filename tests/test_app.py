@@ -408,3 +408,9 @@ def test_switching_page_on_the_collapsed_7x7_set_points_to_grid5():
 def test_grid_pages_say_so_in_one_line_when_the_ant_is_chosen(name):
     at = _run(_page(name), ROOT / "checkpoints" / "ant", **{app_state.ENV_KEY: "ant"})
     assert not at.exception and [i.value for i in at.info] == [app_state.GRID_ONLY]
+
+
+@pytest.mark.parametrize("world,task", [("grid5", "4-colour task 0-1-2-3"), ("grid", "12-colour task 0-1-2-3-4-5-6-7")])
+def test_internal_rl_page_names_its_worlds_held_out_task(world, task):
+    at = _run(_page("internal_rl"), ROOT / "checkpoints" / world)
+    assert not at.exception and any(task in m.value for m in at.markdown)

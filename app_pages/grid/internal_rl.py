@@ -21,7 +21,8 @@ st.markdown(
     "the same RL algorithm (critic-free PPO) and budget: RL on raw actions, internal RL with β ≡ 1 "
     "(a decision every step), internal RL on a co-trained metacontroller, and CompILE's codes (a decision "
     "every 10 steps). The task is the held-out "
-    "12-colour task, whose subgoal transitions the model never saw. In the paper, only internal RL learns.")
+    f"{len(sel.world.heldout_task)}-colour task {'-'.join(map(str, sel.world.heldout_task))}, whose subgoal "
+    "transitions the model never saw. In the paper, only internal RL learns.")
 
 
 # --- the shipped curves and your finished runs ------------------------------------------------------------
