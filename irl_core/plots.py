@@ -210,10 +210,14 @@ def rate_cap(rates: Sequence[float], factor: float = 5.0, most: float = 0.25) ->
     return None
 
 
-def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[float, float],
+def rate_distortion_figure(rows: Sequence[dict], title: str, alphas: Sequence[float],
                            x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None,
                            selected: int | None = None, height: int = 420, cap: float | None = None) -> go.Figure:
     """Fig. 7: one point per sweep run, x = distortion (action NLL), y = rate (KL); colour = α; ★ = aligned.
+
+    Colours step through ``alphas`` (every α of the table, shared by the charts drawn side by side) by rank, one
+    distinct colour per α with its value on the colour bar: Table A9's α are nearly geometric (0, 0.05, 0.1, 0.17,
+    …), so a linear scale would give 0–0.17 one shade.
 
     ``rows`` are :func:`irl_core.reports.load_sweep` rows with an ``index`` key, carried as each point's
     ``customdata`` so that a chart selection can be mapped back to its row; ``selected`` rings that row.
@@ -221,6 +225,8 @@ def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[
     """
     shown = (lambda r: min(r["rate"], cap)) if cap is not None else (lambda r: r["rate"])  # noqa: E731
     above = (lambda r: cap is not None and r["rate"] > cap)  # noqa: E731
+    levels = sorted({float(a) for a in alphas} | {float(r["alpha"]) for r in rows})
+    rank = {a: i for i, a in enumerate(levels)}
     fig = go.Figure()
     scale_shown = False
     for aligned, symbol, name in ((False, "circle", "not subgoal-aligned"), (True, "star", "subgoal-aligned (F1 ≥ 0.9)")):
@@ -233,10 +239,11 @@ def rate_distortion_figure(rows: Sequence[dict], title: str, alpha_range: tuple[
                          r["switches"] if r["switches"] is not None else float("nan"), r["rate"]] for r in part] or None,
             hovertemplate=("α=%{customdata[1]:g}, seed %{customdata[2]}<br>distortion %{x:.4f}<br>rate %{customdata[5]:.4f}"
                            "<br>F1 %{customdata[3]:.2f}, switches/episode %{customdata[4]:.2f}<extra></extra>"),
-            marker=dict(symbol=symbol, size=20 if aligned else 12, color=[r["alpha"] for r in part] or "#999999",
-                        colorscale="Viridis", cmin=alpha_range[0], cmax=max(alpha_range[1], alpha_range[0] + 1e-9),
+            marker=dict(symbol=symbol, size=20 if aligned else 12, color=[rank[r["alpha"]] for r in part] or "#999999",
+                        colorscale="Viridis", cmin=0, cmax=max(len(levels) - 1, 1),
                         line=dict(color="white" if not aligned else "#222222", width=1),
-                        colorbar=dict(title=dict(text="α"), thickness=12), showscale=scale)))
+                        colorbar=dict(title=dict(text="α"), thickness=12, tickvals=list(range(len(levels))),
+                                      ticktext=[f"{a:g}" for a in levels]), showscale=scale)))
     chosen = [r for r in rows if r["index"] == selected]
     if chosen:
         r = chosen[0]

@@ -119,11 +119,16 @@ def test_an_outlying_rate_is_drawn_at_the_top_of_a_cut_axis():
     # one α = 0 run per variant: both are cut, at the break below them; two of three points are not outliers
     assert rate_cap([29.3, 29.1, 1.06, 0.8, 0.46, 0.37, 0.12, 0.0]) == pytest.approx(1.3 * 1.06)
     assert rate_cap([29.1, 29.3, 1.0]) is None
-    out = validated(rate_distortion_figure(sweep_rows(rates), "frozen", (0.0, 0.5), cap=cap, selected=0))
+    out = validated(rate_distortion_figure(sweep_rows(rates), "frozen", [0.0, 0.1, 0.17, 0.3, 0.5, 1.0], cap=cap, selected=0))
     drawn = [(y, cd[5]) for tr in out["data"][:2] for y, cd in zip(tr["y"], tr["customdata"])]
     assert (cap, 29.1) in drawn  # at the top; its hover keeps the true rate
     assert all(y == true for y, true in drawn if true <= cap)
     assert [a["text"] for a in out["layout"]["annotations"]] == ["rate 29.1 ↑"]
     assert out["data"][-1]["y"] == [cap]  # the selection ring sits on the drawn point
-    plain = validated(rate_distortion_figure(sweep_rows(rates), "frozen", (0.0, 0.5)))
+    # one colour step per α of the table (rank, not value), named on the colour bar
+    colours = {a: c for tr in out["data"][:2] for a, c in zip([cd[1] for cd in tr["customdata"]], tr["marker"]["color"])}
+    assert colours == {0.0: 0, 0.1: 1, 0.17: 2, 0.3: 3, 0.5: 4}
+    bar = next(tr["marker"]["colorbar"] for tr in out["data"][:2] if tr["marker"].get("showscale"))
+    assert bar["ticktext"] == ["0", "0.1", "0.17", "0.3", "0.5", "1"] and out["data"][0]["marker"]["cmax"] == 5
+    plain = validated(rate_distortion_figure(sweep_rows(rates), "frozen", [0.0, 0.5]))
     assert 29.1 in [y for tr in plain["data"][:2] for y in tr["y"]]

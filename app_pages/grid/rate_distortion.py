@@ -105,7 +105,7 @@ for start in range(0, len(variants), 2):
                 st.info(f"No {v} points in this table; add them with `python -m irl_core sweep --variants {v} "
                         f"--table {path} …` (the same --out-dir keeps the finished points).")
                 continue
-            fig = rate_distortion_figure(part, VARIANT_TITLES.get(v, v), (min(alphas), max(alphas)), x_range, y_range,
+            fig = rate_distortion_figure(part, VARIANT_TITLES.get(v, v), alphas, x_range, y_range,
                                          selected=chosen, cap=cap)
             st.plotly_chart(fig, width="stretch", key=f"rd_chart_{v}", on_select="rerun", selection_mode="points")
 
