@@ -89,8 +89,8 @@ python -m irl_core internal-rl --set "$SET" --method internal-rl --preset cpu --
   --quiet --run-dir runs/internal-rl/grid5-probe/internal-rl-seed0
 python -m irl_core rl-curves --runs runs/internal-rl/grid5-probe --out "$SET/reports/internal_rl_probe.json"
 
-stage "12/13 the α sweep (Fig. 7) with the e13 recipe, frozen and co-trained (~22 / ~33 min a point, one thread each)"
-# The full grid is 7 α × 3 seeds × 2 variants = 42 points (~19 h of one core); ALPHAS, SEEDS, JOBS narrow or widen it.
+stage "12/13 the α sweep (Fig. 7) with the e13 recipe, frozen and co-trained (~20 / ~22 min a point, one thread each)"
+# The full grid is 7 α × 3 seeds × 2 variants = 42 points (~14 h of one core); ALPHAS, SEEDS, JOBS narrow or widen it.
 # Finished points are kept, so any subset can run now and the rest later; the table lists every finished point.
 SW=(--base "$SET/base" --preset cpu --gumbel --switch-bias 1.0 --decoder-init-std 0.1 --dstar-ties first
     --alpha-warmup 1000 --out-dir runs/grid5/sweep)

@@ -299,6 +299,11 @@ class AppPage:
         """The whole page (Streamlit scrolls inside its main block, so the viewport grows to fit it for the shot)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
+        try:  # on a busy machine charts and lazily loaded widgets can still show Streamlit's placeholders
+            self.page.wait_for_function("() => !document.querySelector(\"[data-testid='stSkeleton']\")",
+                                        timeout=20_000)
+        except Exception:  # noqa: BLE001 — a shot of a page still drawing is worth keeping; tests assert elsewhere
+            pass
         size = dict(self.page.viewport_size)
         height = self.page.evaluate(
             "() => Math.max(...['stMain', 'stAppViewContainer', 'stSidebarContent'].map(id => {"
