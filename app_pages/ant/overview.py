@@ -86,9 +86,13 @@ with right:
                              "mean length": r.get("mean_length_successful"),
                              "ends": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ev.items() if v)})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"success": st.column_config.NumberColumn(format="%.3f"),
-                                    "success on solvable layouts": st.column_config.NumberColumn(format="%.3f"),
-                                    "mean length": st.column_config.NumberColumn("mean length (successful)", format="%.0f")})
+                     column_config={"success": st.column_config.NumberColumn(format="%.3f", width="small"),
+                                    "success on solvable layouts": st.column_config.NumberColumn(
+                                        "solvable", format="%.3f", width="small",
+                                        help="success on the layouts where no colour of the task is walled in"),
+                                    "mean length": st.column_config.NumberColumn(
+                                        "length", format="%.0f", width="small",
+                                        help="mean length of the successful episodes, in control steps")})
         st.caption(f"From `{report_path}` (`{EVAL_COMMAND.format(set=set_dir)}`).")
     except (MediaError, CheckpointError) as e:
         st.warning(str(e).splitlines()[0])
