@@ -272,3 +272,35 @@ def test_dataset_does_not_depend_on_the_generation_chunk(monkeypatch):
     monkeypatch.setattr(D, "CHUNK", 1)
     chunked = D.generate_dataset(expert, ANT_PRETRAIN_TASKS, 3, seed=2, keep_failures=True, progress=False)
     assert all(np.array_equal(whole[k], chunked[k]) for k in ("obs", "actions", "length", "layout", "task"))
+
+
+def test_the_closed_loop_curve_resumes_from_its_output(tmp_path, monkeypatch):
+    """scripts/ant_base_curve.py evaluates only the snapshots its --out does not hold yet (same run, same episodes)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ant_base_curve", ROOT / "scripts" / "ant_base_curve.py")
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "eval/action_nll": -s / 1000}) + "\n"
+                                               for s in (1000, 2000, 3000)))
+    calls = []
+
+    def evaluate(actor, tasks, episodes, seed, any_task):
+        calls.append(actor)
+        return {"success_rate": 0.25, "events": {"wall": 1}, "mean_length": 9.0}
+
+    monkeypatch.setattr(curve, "load_ant_base", lambda path: Path(path).name)
+    monkeypatch.setattr(curve, "BaseModelActor", lambda model, sample: (model, sample))
+    monkeypatch.setattr(curve, "evaluate", evaluate)
+    out = tmp_path / "curve.json"
+    args = ["--run-dir", str(run), "--episodes", "4", "--out", str(out)]
+    for s in (1000, 2000):
+        (run / "checkpoints" / f"step{s}.json").write_text("{}")
+    assert curve.main(args) == 0 and len(calls) == 4  # two snapshots × sampled and mean
+    (run / "checkpoints" / "step3000.json").write_text("{}")
+    assert curve.main(args) == 0
+    assert calls[4:] == [("step3000", True), ("step3000", False)]  # only the new snapshot
+    points = json.loads(out.read_text())["points"]
+    assert [p["step"] for p in points] == [1000, 2000, 3000] and points[2]["eval_action_nll"] == -3.0
+    assert curve.main(args[:3] + ["8"] + args[4:]) == 0 and len(calls) == 12  # another episode count: all again
