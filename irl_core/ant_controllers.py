@@ -86,8 +86,11 @@ class AntGTControllers(nn.Module):
 
 
 def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, seed: int = 0,
-                             progress: bool = True) -> AntGTControllers:
-    """Train (or resume from ``run``) the controllers on the episodes of dataset file ``data`` (D*)."""
+                             progress: bool = True, stop_at: int | None = None) -> AntGTControllers:
+    """Train (or resume from ``run``) the controllers on the episodes of dataset file ``data`` (D*).
+
+    ``stop_at`` checkpoints and stops at that step (status ``cancelled``; the controllers are returned as they are
+    there, to be evaluated); the same command without it resumes the run."""
     dev = model.obs_mean.device
     for p in model.parameters():
         p.requires_grad_(False)
@@ -103,6 +106,11 @@ def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, se
     bar = tqdm(total=cfg.steps, initial=step, desc="ant-gt-controllers", unit="step", disable=not progress)
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
+            if stop_at is not None and step >= stop_at:
+                save_checkpoint(run.checkpoint_dir / "last", training_state({"ctrl": ctrl}, opt, {}),
+                                STATE_KIND, config, {"step": step})
+                run.set_status("cancelled", step=step, note="stopped early; run the same command to resume")
+                return ctrl.eval()
             b = bank.batch(bank.training_ids(step, cfg.batch_size, seed, LENGTH_POOL), dev)
             with model.hooks([(hook_name(layer), lambda x, hook: ctrl(x, b["subgoal"]))]):
                 loss, m = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], 0.0)
@@ -119,6 +127,29 @@ def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, se
                 run.set_status("running", step=step)
     run.set_status("done", step=step)
     return ctrl.eval()
+
+
+@torch.no_grad()
+def heldout_action_nll(model: AntSSM, ctrl: AntGTControllers, data, batch: int = 32) -> dict:
+    """Per-step action NLL on the held-out episodes of D* file ``data`` (the split training leaves out), for the base
+    model alone and with the controllers switched on the ground-truth labels: what the controllers buy in the
+    objective they were trained on, measured on episodes they never saw."""
+    bank = EpisodeBank(data, 0.05)
+    dev = model.obs_mean.device
+    sums, total = {"base_alone": 0.0, "controlled": 0.0}, 0
+    was_training = model.training
+    model.eval()
+    for k in range(0, len(bank.val_ids), batch):
+        b = bank.batch(bank.val_ids[k:k + batch], dev)
+        n = int(b["length"].sum())
+        _, alone = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], 0.0)
+        with model.hooks([(hook_name(ctrl.layer), lambda x, hook: ctrl(x, b["subgoal"]))]):
+            _, controlled = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], 0.0)
+        sums["base_alone"] += float(alone["action_nll"]) * n
+        sums["controlled"] += float(controlled["action_nll"]) * n
+        total += n
+    model.train(was_training)
+    return {**{k: v / total for k, v in sums.items()}, "episodes": len(bank.val_ids), "steps": total}
 
 
 def save_ant_gt_controllers(path, ctrl: AntGTControllers, meta: dict):

@@ -189,11 +189,19 @@ def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path):
     from irl_core.ant_controllers import AntGTControllers, first_colour_after, injection, load_ant_gt_controllers
     assert main(["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
                  "--quiet", "--threads", "1", "--steps", "5", "--export", str(tmp_path / "base")]) == 0
-    assert main(["ant-gt-controllers", "--base", str(tmp_path / "base"), "--data", str(ant_d), "--preset", "tiny",
-                 "--run-dir", str(tmp_path / "gt"), "--quiet", "--export", str(tmp_path / "ctrl"),
-                 "--report", str(tmp_path / "gt.json")]) == 0
+    gt = ["ant-gt-controllers", "--base", str(tmp_path / "base"), "--data", str(ant_d), "--preset", "tiny",
+          "--run-dir", str(tmp_path / "gt"), "--quiet", "--export", str(tmp_path / "ctrl"),
+          "--report", str(tmp_path / "gt.json")]
+    assert main(gt + ["--stop-at", "5"]) == 0  # stopped half way: evaluated there, resumable
+    early = json.loads((tmp_path / "gt.json").read_text())
+    assert early["step"] == 5 and json.loads((tmp_path / "gt" / "status.json").read_text())["status"] == "cancelled"
+    assert main(gt) == 0
     report = json.loads((tmp_path / "gt.json").read_text())
-    assert report["layer"] == 1 and report["controlled"]["episodes"] == report["base_alone"]["episodes"] == 4
+    assert report["step"] == 10 and report["layer"] == 1
+    assert report["controlled"]["episodes"] == report["base_alone"]["episodes"] == 4
+    nll = report["heldout_action_nll"]  # held-out D*: the same base model alone both times, the controllers trained on
+    assert nll["episodes"] >= 1 and nll["base_alone"] == pytest.approx(early["heldout_action_nll"]["base_alone"])
+    assert nll["controlled"] != nll["base_alone"] and nll["controlled"] != early["heldout_action_nll"]["controlled"]
     rows = [json.loads(l) for l in (tmp_path / "gt" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [5, 10]
     ctrl = load_ant_gt_controllers(tmp_path / "ctrl")

@@ -201,7 +201,8 @@ def run_ant_probes(args) -> int:
 def run_ant_gt_controllers(args) -> int:
     """``ant-gt-controllers``: train the ground-truth controllers on D*, then held-out success controlled vs alone."""
     import sys
-    from irl_core.ant_controllers import ant_gt_preset, evaluate_controllers, save_ant_gt_controllers, train_ant_gt_controllers
+    from irl_core.ant_controllers import (ant_gt_preset, evaluate_controllers, heldout_action_nll,
+                                         save_ant_gt_controllers, train_ant_gt_controllers)
     from irl_core.ant_pretrain import load_ant_base
     from irl_core.cli.common import set_threads
     from irl_core.runs import Run
@@ -214,10 +215,16 @@ def run_ant_gt_controllers(args) -> int:
     run = Run(args.run_dir) if args.run_dir else Run.create("ant_gt_controllers")
     print(f"run directory: {run.path}")
     with user_errors():
-        ctrl = train_ant_gt_controllers(model, cfg, args.data, run, args.seed, progress=not args.quiet)
+        ctrl = train_ant_gt_controllers(model, cfg, args.data, run, args.seed, progress=not args.quiet,
+                                        stop_at=args.stop_at)
+        nll = heldout_action_nll(model, ctrl, args.data)
+    step = (run.status() or {}).get("step")
     report = {"base": str(args.base), "command": "python -m irl_core " + " ".join(sys.argv[1:]), "config": cfg.to_dict(),
-              "layer": ctrl.layer, **evaluate_controllers(model, ctrl, cfg.eval_episodes, args.seed)}
+              "step": step, "layer": ctrl.layer, "heldout_action_nll": nll,
+              **evaluate_controllers(model, ctrl, cfg.eval_episodes, args.seed)}
     write_report(run, report, args.report, args.export and (lambda: save_ant_gt_controllers(args.export, ctrl, report)))
+    print(f"step {step}: held-out D* action NLL {nll['base_alone']:.3f} alone, {nll['controlled']:.3f} with the "
+          f"controllers ({nll['episodes']} episodes)")
     print(f"held-out {'-'.join(map(str, _heldout()))}, {cfg.eval_episodes} episodes: success "
           f"{report['controlled']['success_rate']:.3f} with the controllers at layer {ctrl.layer}, "
           f"{report['base_alone']['success_rate']:.3f} for the base model alone")
@@ -366,6 +373,8 @@ def _register_base_model(subparsers) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/ant_gt_controllers/<id>); an existing one is resumed")
     p.add_argument("--export", help="save the controllers as this checkpoint (e.g. checkpoints/ant/gt_controllers)")
     p.add_argument("--report", help="also write the report JSON here")
+    p.add_argument("--stop-at", type=int, help="checkpoint and stop at this step, evaluate the controllers there "
+                                               "(run again without it to resume)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
