@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from browser_support import ARTIFACTS, CHROMIUM, IDLE, INSTALL_HINT, AppServer, free_port  # noqa: E402
-from irl_core.app_state import pages  # noqa: E402
+from irl_core.app_state import catalogue, pages  # noqa: E402
 
-SET = ROOT / "checkpoints" / "grid"
+SET = catalogue("grid", ROOT / "checkpoints")[0].path  # the set the app opens on (grid5)
 W, H, ML, MR, MT, MB = 520, 420, 16, 16, 40, 28  # the latent map's SVG geometry (assets/latent_map/map.js)
 RESULT = ".st-key-steer_result"
 # true once the app is idle after a script run: idle, and either a run was seen or the page's title is drawn
@@ -309,15 +309,16 @@ def steerable_root(tmp: Path) -> Path:
     """A checkpoints root whose grid set holds the shipped base model and a metacontroller with random weights
     whose decoder makes U depend strongly on z (decoder_init_std 1, output weights ×3, as in
     tests/test_browser_steering.py), with its latent map. On the shipped set no point of the map changes a
-    single action (its metacontroller cannot steer this base model), so the page never redraws the steered
-    rollout; here most clicks do, and the clicks time a rollout that is recomputed *and* redrawn."""
+    single action when its metacontroller cannot steer the base model (the 7×7 set), so the page never redraws the
+    steered rollout; here most clicks do, and the clicks time a rollout that is recomputed *and* redrawn. The folder
+    is named as the set the app opens on, so that the app opens on it."""
     import torch
     from irl_core.checkpoints import atomic_write_json
     from irl_core.discovery import discovery_preset, save_metacontroller
     from irl_core.metacontroller import MetaController, MetaControllerConfig
     from irl_core.pretrain import load_base_model
     from irl_core.latent_map import file_digest, latent_map
-    folder = tmp / "grid"
+    folder = tmp / SET.name
     folder.mkdir(parents=True)
     for suffix in (".json", ".safetensors"):
         shutil.copyfile((SET / "base").with_suffix(suffix), (folder / "base").with_suffix(suffix))
@@ -435,7 +436,7 @@ def main() -> int:
         server.stop()
         server = None
         log("steering a set whose codes change the rollout…")
-        steerable = steerable_root(Path(steer_tmp.name)) / "grid"
+        steerable = steerable_root(Path(steer_tmp.name)) / SET.name
         server, _ = start_server(args.threads, root=steerable.parent)
         s_mode, s_clicks, s_controls = steering(browser, server.url, args.clicks, steerable)
         server.stop()
@@ -487,11 +488,14 @@ def main() -> int:
             for title, v in menu.items()]
     out += [""]
     out += click_table("Steering page on the shipped set", mode, clicks, lib)
-    out += ["", "The shipped metacontroller does not steer this base model: no point of its map changes a single "
-            "action, so above only the panel's text (code, timing) changes and the steered figure is not redrawn. "
-            "The same clicks on a set whose codes do change the rollout (the shipped base model; a metacontroller "
-            "with random weights whose decoder makes U depend strongly on z, and its latent map; made by "
-            "`steerable_root` in this script):", ""]
+    changed = sum(bool(c[3]) for c in clicks)
+    shipped = (f"On the shipped set {changed} of {len(clicks)} clicks changed the steered actions, so the steered figure "
+               "was redrawn after those." if changed else
+               "The shipped metacontroller does not steer this base model: no point of its map changes a single "
+               "action, so above only the panel's text (code, timing) changes and the steered figure is not redrawn.")
+    out += ["", shipped + " The same clicks on a set whose codes change the rollout by construction (the shipped base "
+            "model; a metacontroller with random weights whose decoder makes U depend strongly on z, and its latent "
+            "map; made by `steerable_root` in this script):", ""]
     out += click_table("Steering page on that set", s_mode, s_clicks, s_lib)
     out += ["", f"Load average (1 min) before the run {load_before:.2f}, after it {os.getloadavg()[0]:.2f}, "
             f"on {os.cpu_count()} logical cores (the benchmark's own server, browser and this process count too)."
