@@ -229,7 +229,7 @@ def ant_probe_report(model: AntSSM, data, episodes: int = 500, seed: int = 0) ->
 
 def ant_target_probe(model: AntSSM, data, episodes: int = 500, seed: int = 0, test_fraction: float = 0.25) -> dict:
     """Per layer, the held-out R² of a linear (ridge) read-out of *where* the colour sought lies: its offset from the
-    torso, (Δx, Δy) as the observation gives it for every colour (``irl_core.envs.ant``, dims 29–37), on up to
+    torso, (Δx, Δy) as the observation gives it for every colour (``irl_core.envs.ant.COLOUR_OFFSETS``), on up to
     ``episodes`` episodes of dataset file ``data``, split by episode.
 
     The embedding (layer 0) is linear in the observation, so it holds all four colours' offsets but not which one
@@ -252,7 +252,7 @@ def _location_r2(bank, ids, resid, subgoal, episode, mid: int, seed: int, test_f
     from sklearn.preprocessing import StandardScaler
 
     obs = np.concatenate([bank.obs[i][(bank.subgoal[i] >= 0).numpy()].numpy() for i in ids])
-    offsets = obs[:, 29:37].reshape(-1, A.N_COLOURS, 2)
+    offsets = obs[:, A.COLOUR_OFFSETS].reshape(-1, A.N_COLOURS, 2)
     target = offsets[np.arange(len(subgoal)), subgoal]
     rng = np.random.default_rng(seed)
     test_eps = rng.choice(ids, max(1, int(len(ids) * test_fraction)), replace=False)

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from irl_core.ant_base import BaseModelActor, first_colour_after
-from irl_core.ant_pretrain import LENGTH_POOL, EpisodeBank
+from irl_core.ant_pretrain import LENGTH_POOL, EpisodeBank, evaluate as evaluate_nll
 from irl_core.checkpoints import load_checkpoint, load_state_into, save_checkpoint, start_or_resume, training_state
 from irl_core.envs import ant as A
 from irl_core.envs.tasks import ANT_HELDOUT_TASK, ANT_PRETRAIN_TASKS
@@ -129,27 +129,15 @@ def train_ant_gt_controllers(model: AntSSM, cfg: AntGTConfig, data, run: Run, se
     return ctrl.eval()
 
 
-@torch.no_grad()
 def heldout_action_nll(model: AntSSM, ctrl: AntGTControllers, data, batch: int = 32) -> dict:
     """Per-step action NLL on the held-out episodes of D* file ``data`` (the split training leaves out), for the base
     model alone and with the controllers switched on the ground-truth labels: what the controllers buy in the
     objective they were trained on, measured on episodes they never saw."""
     bank = EpisodeBank(data, 0.05)
-    dev = model.obs_mean.device
-    sums, total = {"base_alone": 0.0, "controlled": 0.0}, 0
-    was_training = model.training
-    model.eval()
-    for k in range(0, len(bank.val_ids), batch):
-        b = bank.batch(bank.val_ids[k:k + batch], dev)
-        n = int(b["length"].sum())
-        _, alone = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], 0.0)
-        with model.hooks([(hook_name(ctrl.layer), lambda x, hook: ctrl(x, b["subgoal"]))]):
-            _, controlled = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], 0.0)
-        sums["base_alone"] += float(alone["action_nll"]) * n
-        sums["controlled"] += float(controlled["action_nll"]) * n
-        total += n
-    model.train(was_training)
-    return {**{k: v / total for k, v in sums.items()}, "episodes": len(bank.val_ids), "steps": total}
+    steer = lambda b: model.hooks([(hook_name(ctrl.layer), lambda x, hook: ctrl(x, b["subgoal"]))])  # noqa: E731
+    return {"base_alone": evaluate_nll(model, bank, bank.val_ids, 0.0, batch)["action_nll"],
+            "controlled": evaluate_nll(model, bank, bank.val_ids, 0.0, batch, control=steer)["action_nll"],
+            "episodes": len(bank.val_ids), "steps": int(sum(len(bank.obs[i]) for i in bank.val_ids))}
 
 
 def save_ant_gt_controllers(path, ctrl: AntGTControllers, meta: dict):

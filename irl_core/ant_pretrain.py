@@ -16,6 +16,8 @@ run resumes the same curve, and ``checkpoints/step<N>`` snapshots.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import math
 import time
 import warnings
@@ -166,19 +168,24 @@ class EpisodeBank:
 
 
 @torch.no_grad()
-def evaluate(model: AntSSM, bank: EpisodeBank, ids, obs_coef: float, batch: int = 32) -> dict[str, float]:
-    """Per-step action NLL, action MSE and observation NLL on episodes ``ids`` (weighted by their steps)."""
+def evaluate(model: AntSSM, bank: EpisodeBank, ids, obs_coef: float, batch: int = 32, control=None) -> dict[str, float]:
+    """Per-step action NLL, action MSE and observation NLL on episodes ``ids`` (weighted by their steps).
+
+    ``control(b)``, if given, returns a context manager the model runs under for batch ``b`` (e.g. hooks that
+    steer it with the batch's subgoal labels: ``irl_core.ant_controllers.heldout_action_nll``)."""
+    was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
     sums, total = {"action_nll": 0.0, "action_mse": 0.0, "obs_nll": 0.0}, 0
     for k in range(0, len(ids), batch):
         b = bank.batch(ids[k:k + batch], dev)
-        _, m = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], obs_coef)
+        with control(b) if control is not None else nullcontext():
+            _, m = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], obs_coef)
         n = int(b["length"].sum())
         for key in sums:
             sums[key] += float(m[key]) * n
         total += n
-    model.train()
+    model.train(was_training)
     return {k: v / total for k, v in sums.items()}
 
 

@@ -80,6 +80,7 @@ INIT_Z = 0.75
 EMPTY_CODE, WALL_CODE = -1, -2
 PROPRIO_DIM = 27
 OBS_DIM = PROPRIO_DIM + 2 + 2 * N_COLOURS + 2 * N_WALLS + 2
+COLOUR_OFFSETS = slice(PROPRIO_DIM + 2, PROPRIO_DIM + 2 + 2 * N_COLOURS)  # obs dims 29:37, (Δx, Δy) per colour
 EVENTS = ("", "success", "wrong_colour", "wall", "height")
 RENDER_SIZE = 480
 CAMERAS = ("topdown", "chase")
