@@ -238,6 +238,25 @@ def contrast_note(rows: list[dict]) -> str | None:
             "often as frozen ones at the α measured so far (BENCHMARKS.md, \"Discovery on the 5×5 world\").")
 
 
+def alignment_by_alpha(rows: list[dict], variants: tuple[str, ...] = ("frozen", "cotrained")) -> list[dict]:
+    """Fig. 7's contrast α by α: for each α of a sweep table (ascending) and each variant, how many of its seeds
+    are subgoal-aligned, and the median switch F1, rate and distortion over them (None where no seed has the
+    value). Keys per row: ``alpha``, and per variant ``<v>_aligned``, ``<v>_seeds``, ``<v>_median_f1``,
+    ``<v>_median_rate``, ``<v>_median_distortion``."""
+    out = []
+    for alpha in sorted({float(r["alpha"]) for r in rows}):
+        row: dict = {"alpha": alpha}
+        for v in variants:
+            part = [r for r in rows if r["variant"] == v and float(r["alpha"]) == alpha]
+            row[f"{v}_aligned"] = sum(bool(r["aligned"]) for r in part)
+            row[f"{v}_seeds"] = len(part)
+            for key in ("f1", "rate", "distortion"):
+                xs = [float(r[key]) for r in part if r.get(key) is not None]
+                row[f"{v}_median_{key}"] = float(np.median(xs)) if xs else None
+        out.append(row)
+    return out
+
+
 def displacement_line(r2: dict, centroid_accuracy: float, chance: float = 0.25) -> str:
     """A sentence on what a latent map's codes carry: the subgoal (nearest-mean accuracy against ``chance``) and
     the displacement to the segment's target (cross-validated R² of a linear read-out, rows and columns)."""

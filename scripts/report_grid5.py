@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from irl_core.machine import describe_machine  # noqa: E402
+from irl_core.reports import alignment_by_alpha, load_sweep  # noqa: E402
 
 
 def load(path: Path) -> dict | None:
@@ -206,16 +207,37 @@ def discovery_section(set_dir: Path, runs: Path) -> list[str]:
     return out
 
 
+def sweep_section(set_dir: Path) -> list[str]:
+    """The α sweep's Fig. 7 contrast α by α, from the shipped table ``reports/discovery.json``: per α and variant,
+    the subgoal-aligned seeds (F1 ≥ 0.9) of those run and the median switch F1, rate and distortion."""
+    rows = load_sweep(set_dir)["rows"]
+    out = [f"Per α ({len(rows)} points of `{set_dir}/reports/discovery.json`; `python scripts/report_grid5.py --part "
+           "sweep`): subgoal-aligned seeds (★, F1 ≥ 0.9) of those run, and the median F1 / rate / distortion over "
+           "them.", "", "| α | frozen: ★ | F1 | rate | distortion | co-trained: ★ | F1 | rate | distortion |",
+           "|---|---|---|---|---|---|---|---|---|"]
+
+    for a in alignment_by_alpha(rows):
+        cells = []
+        for v in ("frozen", "cotrained"):
+            n = a[f"{v}_seeds"]
+            cells += [f"{a[f'{v}_aligned']} of {n}" if n else "–"]
+            cells += [fmt(a[f"{v}_median_{key}"]) for key in ("f1", "rate", "distortion")]
+        out.append(f"| {a['alpha']:g} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default="checkpoints/grid5")
     ap.add_argument("--linear", default="checkpoints/grid5-linear")
     ap.add_argument("--runs", default="runs")
-    ap.add_argument("--part", choices=("base", "discovery"), default="base",
+    ap.add_argument("--part", choices=("base", "discovery", "sweep"), default="base",
                     help="base: the base model and controllers (BENCHMARKS.md between <!-- grid5 --> markers); "
-                         "discovery: the metacontroller (between <!-- grid5-discovery --> markers)")
+                         "discovery: the metacontroller (between <!-- grid5-discovery --> markers); "
+                         "sweep: the α sweep's table per α")
     args = ap.parse_args()
-    make = section if args.part == "base" else lambda s, l, r: discovery_section(s, r)
+    make = {"base": section, "discovery": lambda s, l, r: discovery_section(s, r),
+            "sweep": lambda s, l, r: sweep_section(s)}[args.part]
     print("\n".join(make(Path(args.set), Path(args.linear), Path(args.runs))))
 
 

@@ -237,14 +237,30 @@ def test_rate_distortion_page_plots_the_tiny_table(tiny_root):
     assert not at.exception and not at.warning
     assert len(_charts(at)) == 2 + 4  # frozen, co-trained; four example episodes of the selected point
     assert "Frozen" in at.subheader[0].value  # the default point is a frozen one
+    per_alpha = at.dataframe[0].value  # the contrast α by α, one row per α of the table
+    rows = load_sweep(tiny_root / "grid")["rows"]
+    assert list(per_alpha.columns) == ["α", "frozen: aligned · median F1", "co-trained: aligned · median F1"]
+    assert list(per_alpha["α"]) == [f"{a:g}" for a in sorted({r["alpha"] for r in rows})]
+    for a, cell in zip(sorted({r["alpha"] for r in rows}), per_alpha["frozen: aligned · median F1"]):
+        part = [r for r in rows if r["variant"] == "frozen" and r["alpha"] == a]
+        aligned = sum(r["aligned"] for r in part)
+        assert cell == "—" if not part else cell.startswith(f"{aligned} of {len(part)} ★ · F1 ")
     box = at.selectbox(key="rd_point")
     k = next(i for i, shown in enumerate(box.options) if shown.startswith("cotrained"))
-    rows = load_sweep(tiny_root / "grid")["rows"]
     assert rows[k]["variant"] == "cotrained"
     box.set_value(k).run()
     assert not at.exception
     assert "Co-trained" in at.subheader[0].value
     assert at.metric[0].value == f"{rows[k]['distortion']:.3f}"
+
+
+def test_benchmarks_sweep_table_is_written_from_the_shipped_table(tiny_app_set):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "report_grid5.py"), "--part", "sweep", "--set",
+                          str(tiny_app_set)], capture_output=True, text=True, check=True).stdout
+    rows = load_sweep(tiny_app_set)["rows"]
+    lines = [l for l in out.splitlines() if l.startswith("| ") and not l.startswith("| α")]
+    assert [l.split(" | ")[0][2:] for l in lines] == [f"{a:g}" for a in sorted({r["alpha"] for r in rows})]
+    assert f"{len(rows)} points" in out
 
 
 def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp_path, monkeypatch):
@@ -391,6 +407,21 @@ def test_the_fig7_contrast_is_stated_as_measured():
     shows = contrast_note(pts("frozen", [True, True, False]) + pts("cotrained", [False, False]))
     assert "2 of 3 frozen and 0 of 2 co-trained" in shows and "contrast shows" in shows
     assert "does not show" in contrast_note(pts("frozen", [True, False]) + pts("cotrained", [True, False]))
+
+
+def test_the_fig7_contrast_is_tabulated_alpha_by_alpha():
+    from irl_core.reports import alignment_by_alpha
+    rows = [{"variant": "frozen", "alpha": 0.1, "f1": 0.95, "aligned": True},
+            {"variant": "frozen", "alpha": 0.1, "f1": 0.5, "aligned": False},
+            {"variant": "frozen", "alpha": 0.1, "f1": 0.92, "aligned": True},
+            {"variant": "cotrained", "alpha": 0.1, "f1": 0.1, "aligned": False},
+            {"variant": "cotrained", "alpha": 0.05, "f1": None, "aligned": False}]
+    low, mid = alignment_by_alpha(rows)
+    assert low["alpha"] == 0.05 and low["frozen_seeds"] == 0 and low["frozen_median_f1"] is None
+    assert low["cotrained_seeds"] == 1 and low["cotrained_median_f1"] is None
+    assert (mid["frozen_aligned"], mid["frozen_seeds"], mid["frozen_median_f1"]) == (2, 3, 0.92)
+    assert (mid["cotrained_aligned"], mid["cotrained_seeds"], mid["cotrained_median_f1"]) == (0, 1, 0.1)
+    assert mid["frozen_median_rate"] is None  # no rate in these rows
 
 
 def test_switching_page_on_the_collapsed_7x7_set_points_to_grid5():

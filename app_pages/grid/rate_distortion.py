@@ -9,7 +9,7 @@ import streamlit as st
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
 from irl_core.plots import rate_cap, rate_distortion_figure, subgoal_legend_html, switching_timeline
-from irl_core.reports import SUBGOAL_ALIGNED_F1, contrast_note, load_sweep, report_path
+from irl_core.reports import SUBGOAL_ALIGNED_F1, alignment_by_alpha, contrast_note, load_sweep, report_path
 
 VARIANT_TITLES = {"frozen": "Frozen base model (the paper's method)", "cotrained": "Co-trained with the base model",
                   "beta1": "β ≡ 1 (no temporal integration)"}
@@ -53,9 +53,23 @@ knobs = ", ".join(f"{k} {v}" for k, v in overrides.items() if v not in (None, Fa
 st.caption(f"{len(rows)} runs from `{path.name}` · preset `{table.get('preset', '?')}` · base "
            f"`{table.get('base_checkpoint', '?')}` · knobs: {knobs or 'none (the paper objective and data)'}")
 
+def alignment_cell(a: dict, v: str) -> str:
+    """One variant's cell of the per-α table: aligned seeds of all, and the median F1."""
+    if not a[f"{v}_seeds"]:
+        return "—"
+    f1 = a[f"{v}_median_f1"]
+    return f"{a[f'{v}_aligned']} of {a[f'{v}_seeds']} ★ · F1 {'n/a' if f1 is None else format(f1, '.2f')}"
+
+
 note = contrast_note(rows)
 if note:
     st.markdown(note)
+    with st.expander("Subgoal-aligned seeds per α (the contrast α by α)", expanded=True):
+        st.dataframe(pd.DataFrame([{"α": f"{a['alpha']:g}",
+                                    "frozen: aligned · median F1": alignment_cell(a, "frozen"),
+                                    "co-trained: aligned · median F1": alignment_cell(a, "cotrained")}
+                                   for a in alignment_by_alpha(rows)]),
+                     hide_index=True, width="stretch")
 
 
 def label(k: int) -> str:
