@@ -29,6 +29,7 @@ ENVIRONMENTS: dict[str, str] = {"grid": "Gridworld-pinpad", "ant": "Ant-pinpad"}
 GRID_ONLY = "Ant-pinpad: grid only for now. Choose *Gridworld-pinpad* in the sidebar to see this page."
 # st.session_state keys (also the sidebar widgets' keys)
 ENV_KEY, SET_KEY, DEVICE_KEY = "irl_env", "irl_checkpoint_set", "irl_device"
+SWITCHING_SOURCE_KEY = "switching_source"  # the Switching page's export: "" the shipped one, else a sweep point's path
 _SCAN_DEPTH = 3  # how deep below the root the catalogue looks for base.json
 # what a set may hold, shown under the sidebar's choice: (file, label)
 _CONTENTS = (("base.json", "base model"), ("gt_controllers.json", "GT controllers"),

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from irl_core.config import preset
-from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
+from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into, portable_path,
                                   read_json, save_checkpoint, start_or_resume, training_state)
 from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, heldout_episodes, training_tensors, trim
@@ -375,18 +375,22 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
 # --- switching export ---------------------------------------------------------------------------------
 
 
-def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device="cpu", base=None) -> dict[str, float]:
+def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device="cpu", base=None,
+                     ties: str = "random") -> dict[str, float]:
     """Write docs/design.md's ``switching`` .npz on held-out D* episodes; returns the metrics.
 
     Keys: ``beta`` (N, T) float32, ``subgoal`` (N, T) int8, ``length`` (N,) int — docs/design.md's format — and,
     for the app's switching page, ``layout`` (N, G, G) int8, ``pos`` (N, T+1) int8 agent cells (−1 pad),
     ``task`` (N, 12) int8 (−1 pad), one float64 scalar per entry of :data:`SWITCHING_METRICS` (the
-    alignment over all N episodes) and ``checkpoint`` (str).
+    alignment over all N episodes), ``checkpoint`` (str) and ``dstar_ties`` (str: the D* expert's tie-break,
+    ``ties``: "random", the paper's, or "first").
     """
     if episodes <= 0:
         raise ValueError(f"the number of episodes must be positive, got {episodes}")
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {list(TIES)}, got {ties!r}")
     meta, model, layer, _ = load_metacontroller(checkpoint, device, base)
-    ep = heldout_episodes(episodes, seed, model.world, resolve_device(device))
+    ep = heldout_episodes(episodes, seed, model.world, resolve_device(device), ties)
     r = infer(model, meta, layer, ep)
     metrics = {"action_nll": r["action_nll"], "kl": r["kl"], **switch_alignment(r["beta"], r["subgoal"], r["length"])}
     T = r["beta"].shape[1]
@@ -395,6 +399,6 @@ def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device
                         layout=ep["layout"].cpu().numpy().reshape(-1, model.world.size, model.world.size).astype(np.int8),
                         pos=ep["pos"][:, :T + 1].cpu().numpy().astype(np.int8),
                         task=ep["task"].cpu().numpy().astype(np.int8),
-                        checkpoint=np.array(str(checkpoint)),
+                        checkpoint=np.array(portable_path(checkpoint)), dstar_ties=np.array(ties),
                         **{k: np.float64(metrics[k]) for k in SWITCHING_METRICS})
     return metrics

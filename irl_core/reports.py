@@ -97,7 +97,8 @@ def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: s
     """The switching export of a set (``<set>/reports/switching.npz``, or ``path``), checked.
 
     Returns ``beta`` (N, T) float32, ``subgoal`` (N, T), ``length`` (N,), ``switches`` and ``changes`` (N,)
-    per episode, ``metrics`` (the alignment over all episodes), ``checkpoint`` (str or None), ``path``, and
+    per episode, ``metrics`` (the alignment over all episodes), ``checkpoint`` and ``dstar_ties`` (str or None:
+    the D* tie-break the episodes were made with, when the export records it), ``path``, and
     ``layout`` (N, G, G) (G the side of a known world: 7 for grid7, 5 for grid5), ``pos`` (N, T+1), ``task``
     (N, 12) when the file has them (``has_grid``).
     """
@@ -139,6 +140,7 @@ def load_switching(set_dir: str | Path | None = None, env: str = "grid", root: s
     else:  # an export made before the metrics were stored
         out["metrics"] = switch_alignment(beta, subgoal, length)
     out["checkpoint"] = str(data["checkpoint"]) if "checkpoint" in data and data["checkpoint"].shape == () else None
+    out["dstar_ties"] = str(data["dstar_ties"]) if "dstar_ties" in data and data["dstar_ties"].shape == () else None
     out["switches"], out["changes"] = episode_counts(beta, subgoal, length)
     return out
 
@@ -171,12 +173,23 @@ def _examples(ex) -> dict | None:
     return {"beta": [b[:n] for b, _, n in eps], "subgoal": [g[:n] for _, g, n in eps], "length": [n for *_, n in eps]}
 
 
+def _beside(table: Path, name) -> str | None:
+    """A file a report names relative to its own folder, if it is there (and inside that folder)."""
+    if not isinstance(name, str) or not name:
+        return None
+    folder = table.parent.resolve()
+    p = (folder / name).resolve()
+    return str(p) if p.is_file() and folder in p.parents else None
+
+
 def load_sweep(set_dir: str | Path | None = None, env: str = "grid", root: str | Path | None = None) -> dict:
     """The rate–distortion table of a set (``<set>/reports/discovery.json``), checked.
 
     Returns the table with ``rows`` kept only when they have a variant and finite α, seed, rate and
     distortion (``invalid_rows`` counts the others). Each kept row gets ``aligned`` (F1 ≥
-    :data:`SUBGOAL_ALIGNED_F1`) and ``examples`` as arrays (None when the table has none for it).
+    :data:`SUBGOAL_ALIGNED_F1`), ``examples`` as arrays (None when the table has none for it) and
+    ``switching``: the path of the point's switching export beside the table (None when it names none or the
+    file is not there).
     """
     table = load_report("discovery", env, root, set_dir)
     path = report_path("discovery", set_dir, env, root)
@@ -198,6 +211,7 @@ def load_sweep(set_dir: str | Path | None = None, env: str = "grid", root: str |
             row[k] = _number(r.get(k))
         row["aligned"] = row["f1"] is not None and row["f1"] >= SUBGOAL_ALIGNED_F1
         row["examples"] = _examples(r.get("examples"))
+        row["switching"] = _beside(path, r.get("switching"))
         kept.append(row)
     return dict(table, rows=kept, invalid_rows=invalid, path=str(path))
 

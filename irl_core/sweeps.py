@@ -18,19 +18,22 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
 from irl_core.checkpoints import atomic_write_json, read_json
 from irl_core.data import heldout_episodes
-from irl_core.discovery import PAPER_ALPHAS, discovery_preset, infer, load_metacontroller
+from irl_core.discovery import PAPER_ALPHAS, discovery_preset, export_switching, infer, load_metacontroller
 from irl_core.jobs import JobBackend, JobError, get_backend, run_all, run_status
 from irl_core.paths import REPO_ROOT, repo_relative
 
-__all__ = ["collect_results", "discover_argv", "gt_controllers_argv", "point_name", "run_layer_sweep", "run_seeds",
-           "run_sweep", "seed_argv", "sweep_table"]
+__all__ = ["add_switching_exports", "collect_results", "discover_argv", "gt_controllers_argv", "point_name",
+           "point_switching", "run_layer_sweep", "run_seeds", "run_sweep", "seed_argv", "sweep_table"]
 
 
 # --- the α sweep's points and table -----------------------------------------------------------------
@@ -46,6 +49,36 @@ def _resolve(path: str | Path) -> Path:
     """A checkpoint path as recorded (often relative to the repository, where the sweep's subprocesses run)."""
     p = Path(path)
     return p if p.is_absolute() or p.with_suffix(".json").exists() else REPO_ROOT / p
+
+
+def _point_base(point_dir: Path) -> Path | None:
+    """The base-model checkpoint a finished point recorded (None for a co-trained one, which carries its own)."""
+    recorded = read_json(point_dir / "result.json").get("base_checkpoint")
+    return _resolve(recorded) if recorded else None
+
+
+SWITCHING_DIR = "sweep_switching"  # beside the sweep table: one switching export per point, <point>.npz
+SWITCHING_EPISODES = 200
+
+
+def point_switching(point_dir: str | Path, out_dir: str | Path, episodes: int = SWITCHING_EPISODES) -> Path:
+    """A finished point's switching export (:func:`irl_core.discovery.export_switching`) as
+    ``out_dir/<point>.npz``: ``episodes`` held-out D* episodes (seed 0, the same for every point) made with the
+    tie-break the point was trained on, so that its F1 measures what the table's does. An export newer than the
+    point's metacontroller, of as many episodes, is kept."""
+    point_dir = Path(point_dir)
+    ckpt = point_dir / "checkpoints" / "metacontroller"
+    out = Path(out_dir) / f"{point_dir.name}.npz"
+    if out.exists() and out.stat().st_mtime >= ckpt.with_suffix(".safetensors").stat().st_mtime:
+        try:
+            with np.load(out) as f:
+                if len(f["length"]) == episodes:
+                    return out
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass
+    ties = read_json(point_dir / "config.json").get("dstar_ties", "random")
+    export_switching(ckpt, out, episodes, 0, "cpu", _point_base(point_dir), ties)
+    return out
 
 
 def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int = EXAMPLE_SEED,
@@ -64,10 +97,8 @@ def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int =
                 return ex
         except json.JSONDecodeError:
             pass
-    if base is None:
-        recorded = read_json(point_dir / "result.json").get("base_checkpoint")
-        base = _resolve(recorded) if recorded else None
-    meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu", base)
+    meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu",
+                                                base if base is not None else _point_base(point_dir))
     r = infer(model, meta, layer, heldout_episodes(n, seed, model.world, torch.device("cpu")))
     lengths = [int(x) for x in r["length"]]
     ex = {"n": n, "seed": seed,
@@ -97,7 +128,7 @@ def collect_results(root: str | Path, examples: int = 0) -> list[dict]:
 
 
 TABLE_KEYS = ("variant", "alpha", "seed", "rate", "distortion", "switches", "true_changes", "precision", "recall",
-              "f1", "binary_fraction", "code_accuracy", "mean_length", "steps", "run_dir", "examples")
+              "f1", "binary_fraction", "code_accuracy", "mean_length", "steps", "run_dir", "examples", "switching")
 
 
 def sweep_table(rows: list[dict], base_checkpoint, preset_name: str, overrides: dict | None = None, ran: int = 0,
@@ -148,7 +179,9 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     point resumes from its own last checkpoint). The table (``root/results.json`` and ``table`` if given)
     lists every finished point: rate, distortion, switches, precision, recall, F1, binary fraction, and
     ``examples``: β, subgoal and length of :data:`EXAMPLE_EPISODES` held-out episodes
-    (for the app's rate–distortion page, so that it never has to load a metacontroller).
+    (for the app's rate–distortion page, so that it never has to load a metacontroller); with ``table``, also
+    ``switching``: the point's switching export, written beside the table (:func:`point_switching`, in
+    ``<table's folder>/sweep_switching/``) for the app's Switching page.
 
     ``merge``: rows of an existing ``table`` for points this sweep directory does not hold are kept (a sweep
     continued in another directory, or on another machine); the table must be of the same base, preset and knobs.
@@ -188,6 +221,8 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     rows = collect_results(root, examples=EXAMPLE_EPISODES)
     wanted = {point_name(*p) for p in points}
     rows = [r for r in rows if point_name(r["variant"], float(r["alpha"]), int(r["seed"])) in wanted]
+    if table:
+        add_switching_exports(rows, root, Path(table).parent / SWITCHING_DIR, progress)
     if merge and table and Path(table).exists():
         rows = merged_rows(rows, table, base_checkpoint, preset_name, overrides)
     out = sweep_table(rows, base_checkpoint, preset_name, overrides, len(todo) - len(failed), skipped, failed)
@@ -195,6 +230,19 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     if table:
         atomic_write_json(table, out)
     return out
+
+
+def add_switching_exports(rows: list[dict], root: Path, out_dir: Path, progress: bool = True,
+                          episodes: int = SWITCHING_EPISODES) -> None:
+    """Write (or keep) the switching export (``episodes`` held-out episodes) of every finished point of ``rows``
+    under ``root/points``, in ``out_dir``, and name it in the row's ``switching`` (a path relative to the table's
+    folder); a point that cannot be exported is named on stderr and gets none."""
+    for r in tqdm(rows, desc="switching exports", unit="point", disable=not progress):
+        point = root / "points" / point_name(r["variant"], float(r["alpha"]), int(r["seed"]))
+        try:
+            r["switching"] = f"{out_dir.name}/{point_switching(point, out_dir, episodes).name}"
+        except (RuntimeError, OSError, ValueError, KeyError) as e:  # CheckpointError is a RuntimeError
+            print(f"  {point.name}: no switching export ({e})", file=sys.stderr)
 
 
 def merged_rows(rows: list[dict], table, base_checkpoint, preset_name: str, overrides: dict | None) -> list[dict]:

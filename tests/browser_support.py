@@ -68,7 +68,7 @@ def make_tiny_set(base_checkpoint: Path, folder: Path, work: Path) -> Path:
     """
     from irl_core.checkpoints import atomic_write_json
     from irl_core.discovery import discovery_preset, export_switching, train
-    from irl_core.sweeps import collect_results, point_name, sweep_table
+    from irl_core.sweeps import SWITCHING_DIR, add_switching_exports, collect_results, point_name, sweep_table
     from irl_core.pretrain import load_base_model
     from irl_core.runs import Run
 
@@ -89,7 +89,9 @@ def make_tiny_set(base_checkpoint: Path, folder: Path, work: Path) -> Path:
         train(base, discovery_preset("tiny", alpha=alpha, variant=variant, steps=2),
               Run(sweep / "points" / point_name(variant, alpha, 0)), seed=0, progress=False,
               base_checkpoint=str(base_path))
-    table = sweep_table(collect_results(sweep, examples=4), base_path, "tiny", {"steps": 2}, ran=len(points))
+    rows = collect_results(sweep, examples=4)
+    add_switching_exports(rows, sweep, folder / "reports" / SWITCHING_DIR, progress=False, episodes=8)
+    table = sweep_table(rows, base_path, "tiny", {"steps": 2}, ran=len(points))
     atomic_write_json(folder / "reports" / "discovery.json", table)
     return folder
 

@@ -218,6 +218,25 @@ def test_switching_page_plots_the_tiny_export(tiny_root):
     assert not at.exception and any("episode is over" in md.value for md in at.markdown)
 
 
+def test_switching_page_shows_any_sweep_point(tiny_root):
+    """The Switching page offers the shipped export and every sweep point's; the Rate–distortion page opens it."""
+    at = _run(_page("switching"), tiny_root / "grid")
+    box = at.selectbox(key=app_state.SWITCHING_SOURCE_KEY)
+    rows = load_sweep(tiny_root / "grid")["rows"]
+    assert box.value == "" and len(box.options) == 1 + len(rows)  # the shipped one first, then every point
+    k = next(i for i, r in enumerate(rows) if r["variant"] == "cotrained")
+    box.set_value(rows[k]["switching"]).run()
+    assert not at.exception
+    sw = load_switching(path=rows[k]["switching"])
+    assert at.metric[2].value == f"{sw['metrics']['f1']:.2f}" and len(sw["length"]) == 8
+    assert any("cotrained_alpha0.1_seed0.npz" in c.value and "random tie-break" in c.value for c in at.caption)
+    # from the Rate–distortion page: the selected point's button chooses its export for the Switching page
+    rd = _run(_page("rate_distortion"), tiny_root / "grid")
+    rd.selectbox(key="rd_point").set_value(k).run()
+    rd.button(key="rd_open_switching").click().run()
+    assert rd.session_state[app_state.SWITCHING_SOURCE_KEY] == rows[k]["switching"]
+
+
 def test_switching_page_on_an_export_without_grids(tiny_app_set, tmp_path, monkeypatch):
     """A file in docs/design.md's minimal format (beta, subgoal, length) still plots, and says what is missing."""
     s = _copy_set(tiny_app_set, tmp_path / "set")
@@ -244,7 +263,7 @@ def test_rate_distortion_page_plots_the_tiny_table(tiny_root):
     for a, cell in zip(sorted({r["alpha"] for r in rows}), per_alpha["frozen: aligned · median F1"]):
         part = [r for r in rows if r["variant"] == "frozen" and r["alpha"] == a]
         aligned = sum(r["aligned"] for r in part)
-        assert cell == "—" if not part else cell.startswith(f"{aligned} of {len(part)} ★ · F1 ")
+        assert cell == "—" if not part else cell.startswith(f"{aligned} of {len(part)} aligned · F1 ")
     box = at.selectbox(key="rd_point")
     k = next(i for i, shown in enumerate(box.options) if shown.startswith("cotrained"))
     assert rows[k]["variant"] == "cotrained"
@@ -270,6 +289,7 @@ def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp
     frozen = [r for r in table["rows"] if r["variant"] == "frozen"]
     frozen[1]["f1"] = 0.95  # α = 0.5
     frozen[0].pop("examples")  # α = 0
+    frozen[0]["switching"] = "sweep_switching/not_there.npz"
     table["rows"] = [r for r in table["rows"] if r["variant"] == "frozen"] + [{"variant": "frozen", "alpha": "x"}]
     path.write_text(json.dumps(table))
     root = _root_with(tmp_path, monkeypatch, s)
@@ -283,6 +303,8 @@ def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp
     assert any("No cotrained points" in i.value for i in at.info)
     at.selectbox(key="rd_point").set_value(0).run()  # the point without examples
     assert not at.exception and any("no example episodes" in i.value for i in at.info)
+    assert any("No switching export of this point" in c.value for c in at.caption)
+    assert not at.button  # nothing to open on the Switching page
 
 
 @pytest.mark.parametrize("name, content, message", [

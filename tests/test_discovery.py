@@ -1,6 +1,7 @@
 """Discovery pipeline on the tiny preset: training, metrics, checkpoints, switching export, α sweep."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,13 +210,34 @@ def test_sweep_subprocesses_switching_cli_and_resume(tiny_base, tmp_path, capsys
             "--out-dir", str(tmp_path / "sweep"), "--table", str(tmp_path / "table.json"), "--steps", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     again = json.loads((tmp_path / "table.json").read_text())
-    assert again["ran"] == 0 and again["skipped"] == 2 and again["rows"] == table["rows"]
+    assert again["ran"] == 0 and again["skipped"] == 2
+    without_exports = lambda rows: [{k: v for k, v in r.items() if k != "switching"} for r in rows]
+    assert without_exports(again["rows"]) == without_exports(table["rows"])
+    # beside a written table: every point's switching export, on the D* it was trained on, named in its row
+    assert all(r["switching"] is None for r in table["rows"])  # no --table, no exports
+    exports = [tmp_path / r["switching"] for r in again["rows"]]
+    assert [e.name for e in exports] == ["frozen_alpha0_seed0.npz", "frozen_alpha0.5_seed0.npz"]
+    assert all(e.parent.name == "sweep_switching" for e in exports)
+    with np.load(exports[0]) as f:
+        assert f["beta"].shape[0] == 200 and str(f["dstar_ties"]) == "random"
+        assert str(f["checkpoint"]).endswith("frozen_alpha0_seed0/checkpoints/metacontroller")
+    from irl_core.reports import load_switching
+    assert load_switching(path=exports[1])["dstar_ties"] == "random"
+    before = exports[0].stat().st_mtime_ns
     # --collect tabulates every finished point whatever --alphas says, and launches nothing
     r = _py("sweep", "--base", str(tiny_base), "--preset", "tiny", "--alphas", "1", "--collect",
             "--out-dir", str(tmp_path / "sweep"), "--table", str(tmp_path / "collected.json"))
     assert r.returncode == 0, r.stdout + r.stderr
     collected = json.loads((tmp_path / "collected.json").read_text())
-    assert collected["rows"] == table["rows"] and not (tmp_path / "sweep" / "points" / "frozen_alpha1_seed0").exists()
+    assert collected["rows"] == again["rows"] and not (tmp_path / "sweep" / "points" / "frozen_alpha1_seed0").exists()
+    assert exports[0].stat().st_mtime_ns == before  # an export newer than its metacontroller is kept
+    from irl_core.sweeps import point_switching
+    fixed = tmp_path / "fixed" / point.name
+    shutil.copytree(point, fixed)
+    config = json.loads((fixed / "config.json").read_text())
+    (fixed / "config.json").write_text(json.dumps(dict(config, dstar_ties="first")))
+    with np.load(point_switching(fixed, tmp_path / "fixed_exports", episodes=8)) as f:
+        assert str(f["dstar_ties"]) == "first" and f["beta"].shape[0] == 8
     r = _py("sweep", "--collect", "--out-dir", str(tmp_path / "no-sweep"))
     assert r.returncode == 2 and "--collect needs --out-dir" in r.stderr and "Traceback" not in r.stderr
     r = _py("switching", "--checkpoint", str(point / "checkpoints" / "metacontroller"), "--episodes", "4",

@@ -58,13 +58,13 @@ def alignment_cell(a: dict, v: str) -> str:
     if not a[f"{v}_seeds"]:
         return "—"
     f1 = a[f"{v}_median_f1"]
-    return f"{a[f'{v}_aligned']} of {a[f'{v}_seeds']} ★ · F1 {'n/a' if f1 is None else format(f1, '.2f')}"
+    return f"{a[f'{v}_aligned']} of {a[f'{v}_seeds']} aligned · F1 {'n/a' if f1 is None else format(f1, '.2f')}"
 
 
 note = contrast_note(rows)
 if note:
     st.markdown(note)
-    with st.expander("Subgoal-aligned seeds per α (the contrast α by α)", expanded=True):
+    with st.expander("Subgoal-aligned seeds per α (the contrast α by α)"):
         st.dataframe(pd.DataFrame([{"α": f"{a['alpha']:g}",
                                     "frozen: aligned · median F1": alignment_cell(a, "frozen"),
                                     "co-trained: aligned · median F1": alignment_cell(a, "cotrained")}
@@ -93,9 +93,10 @@ for v in variants:
         if 0 <= k < len(rows):
             st.session_state[POINT_KEY] = k
     st.session_state[f"_rd_seen_{v}"] = signature
-if st.session_state.get(POINT_KEY) not in range(len(rows)):  # default: a frozen point, subgoal-aligned if any
+if st.session_state.get(POINT_KEY) not in range(len(rows)):
+    # default: a frozen point, subgoal-aligned if any, preferably one whose switching export is shipped
     frozen = [r for r in rows if r["variant"] == "frozen"] or rows
-    st.session_state[POINT_KEY] = next((r["index"] for r in frozen if r["aligned"]), frozen[0]["index"])
+    st.session_state[POINT_KEY] = max(frozen, key=lambda r: (r["aligned"], r["switching"] is not None))["index"]
 chosen = st.session_state[POINT_KEY]
 
 
@@ -143,6 +144,14 @@ bottom[1].metric("Precision", num(r["precision"], ".2f"))
 bottom[2].metric("Recall", num(r["recall"], ".2f"))
 bottom[3].metric("Quasi-binary", "n/a" if r["binary_fraction"] is None else f"{r['binary_fraction']:.0%}",
                  help="fraction of steps with β < 0.1 or β > 0.9")
+
+if r["switching"]:
+    if st.button("Every held-out episode of this point, step by step (Switching page)", key="rd_open_switching"):
+        st.session_state[app_state.SWITCHING_SOURCE_KEY] = r["switching"]
+        st.switch_page("app_pages/grid/switching.py")
+else:
+    st.caption(f"No switching export of this point is shipped beside the table: it was tabulated from a run not in "
+               f"`{r.get('run_dir') or 'the sweep folder'}` here; rerunning its sweep point remakes it.")
 
 ex = r["examples"]
 if ex is None:

@@ -13,7 +13,7 @@ from irl_core.checkpoints import CheckpointError
 from irl_core.envs.tasks import format_task
 from irl_core.palette import subgoal_palette
 from irl_core.plots import grid_figure, subgoal_legend_html, switching_timeline, task_html
-from irl_core.reports import load_switching, report_path, switching_null_note
+from irl_core.reports import load_sweep, load_switching, report_path, switching_null_note
 
 sel = app_state.current_grid()
 st.title("Switching: when does the metacontroller change its abstract action?")
@@ -29,15 +29,40 @@ SUBGOALS = sel.world.subgoal
 SUBGOAL_NAMES, _ = subgoal_palette(SUBGOALS)
 
 
+SOURCE_KEY = app_state.SWITCHING_SOURCE_KEY
+
+
 @st.cache_data(show_spinner=False)
-def switching(set_dir: str, mtime: float) -> dict:
-    """The export of a set; ``mtime`` makes a re-exported file be read again."""
-    return load_switching(set_dir)
+def switching(set_dir: str, path: str, mtime: float) -> dict:
+    """An export of a set (``path``: the shipped one when empty); ``mtime`` makes a re-exported file be read
+    again."""
+    return load_switching(set_dir, path=path or None)
 
 
-path = report_path("switching", sel.set_dir, suffix=".npz")
+@st.cache_data(show_spinner=False)
+def sweep_exports(set_dir: str, mtime: float) -> dict[str, str]:
+    """Label of every sweep point of the set that has a switching export, by the export's path."""
+    try:
+        rows = load_sweep(set_dir)["rows"]
+    except CheckpointError:
+        return {}
+    return {r["switching"]: f"α sweep point: {r['variant']} · α={r['alpha']:g} · seed {r['seed']}"
+                            f"{' ★' if r['aligned'] else ''}" for r in rows if r["switching"]}
+
+
+shipped = report_path("switching", sel.set_dir, suffix=".npz")
+table = report_path("discovery", sel.set_dir)
+sources = {"": "the shipped metacontroller (reports/switching.npz)",
+           **sweep_exports(str(sel.set_dir), table.stat().st_mtime if table.exists() else 0.0)}
+if st.session_state.get(SOURCE_KEY) not in sources:  # another set, or a point no longer in the table
+    st.session_state[SOURCE_KEY] = ""
+if len(sources) > 1:
+    st.selectbox("Metacontroller", list(sources), format_func=sources.get, key=SOURCE_KEY,
+                 help="The shipped metacontroller, or any point of the α sweep (the Rate–distortion page): "
+                      "each has its own export of held-out episodes.")
+path = Path(st.session_state[SOURCE_KEY]) if st.session_state[SOURCE_KEY] else shipped
 try:
-    data = switching(str(sel.set_dir), path.stat().st_mtime if path.exists() else 0.0)
+    data = switching(str(sel.set_dir), st.session_state[SOURCE_KEY], path.stat().st_mtime if path.exists() else 0.0)
 except CheckpointError as e:
     st.warning(str(e))
     st.stop()
@@ -46,7 +71,9 @@ m = data["metrics"]
 null = switching_null_note(m, sel.set_dir)
 if null:
     st.info(null)
+TIES_NOTE = {"random": "the paper's D* (random tie-break)", "first": "D* with the fixed tie-break"}
 st.caption(f"{len(data['length'])} held-out episodes from `{Path(data['path']).name}`"
+           + (f" ({TIES_NOTE[data['dstar_ties']]})" if data["dstar_ties"] in TIES_NOTE else "")
            + (f", metacontroller `{data['checkpoint']}`" if data["checkpoint"] else ""))
 cols = st.columns(6)
 cols[0].metric("Precision", f"{m['precision']:.2f}", help="matched switches / switches (steps t ≥ 1)")

@@ -127,8 +127,9 @@ def _sweep(args) -> int:
 def _switching(args) -> int:
     from irl_core.discovery import export_switching
     with user_errors():
-        m = export_switching(args.checkpoint, args.out, args.episodes, args.seed, args.device, args.base)
-    print(f"wrote {args.out}: {args.episodes} held-out D* episodes; switches/episode {m['switches']:.2f} "
+        m = export_switching(args.checkpoint, args.out, args.episodes, args.seed, args.device, args.base,
+                             args.dstar_ties)
+    print(f"wrote {args.out}: {args.episodes} held-out D* episodes ({args.dstar_ties} tie-break); switches/episode {m['switches']:.2f} "
           f"(true changes {m['true_changes']:.2f}), precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
           f"F1 {m['f1']:.3f}, quasi-binary {m['binary_fraction']:.3f}")
     return 0
@@ -346,6 +347,9 @@ def _register_metacontrollers(sub) -> None:
     p.add_argument("--base", help="base-model checkpoint (default: the one recorded in the metacontroller)")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--dstar-ties", choices=("random", "first"), default="random",
+                   help="the held-out D* expert's tie-breaking among optimal moves: random (the paper's, default) "
+                        "or first (the fixed rule some metacontrollers are trained on)")
     _common(p, base=False)
     p.set_defaults(handler=_switching)
 
