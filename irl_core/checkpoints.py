@@ -17,8 +17,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from irl_core.paths import REPO_ROOT
-
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, or does not match what the caller expects."""
@@ -29,14 +27,6 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
-
-
-def portable_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the repository when inside it (what a checkpoint records), else as given."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def _umask_mode(tmp: str) -> None:

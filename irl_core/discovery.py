@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from irl_core.config import preset
-from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into, portable_path,
+from irl_core.checkpoints import (CheckpointError, atomic_write_json, load_checkpoint, load_state_into,
                                   read_json, save_checkpoint, start_or_resume, training_state)
 from irl_core.controllers import default_layer, freeze, lower, sequence_nll, upper_logits
 from irl_core.data import expert_episodes, heldout_episodes, training_tensors, trim
@@ -43,6 +43,7 @@ from irl_core.envs.grid import BatchedGridPinpad
 from irl_core.experts.grid_expert import TIES
 from irl_core.metacontroller import KIND, MetaController, MetaControllerConfig
 from irl_core.models.transformer import GridTransformer, TransformerConfig
+from irl_core.paths import repo_relative
 from irl_core.runs import Run
 from irl_core.switching import SWITCHING_METRICS, switch_alignment
 
@@ -399,6 +400,6 @@ def export_switching(checkpoint, out, episodes: int = 200, seed: int = 0, device
                         layout=ep["layout"].cpu().numpy().reshape(-1, model.world.size, model.world.size).astype(np.int8),
                         pos=ep["pos"][:, :T + 1].cpu().numpy().astype(np.int8),
                         task=ep["task"].cpu().numpy().astype(np.int8),
-                        checkpoint=np.array(portable_path(checkpoint)), dstar_ties=np.array(ties),
+                        checkpoint=np.array(repo_relative(checkpoint)), dstar_ties=np.array(ties),
                         **{k: np.float64(metrics[k]) for k in SWITCHING_METRICS})
     return metrics

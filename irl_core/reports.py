@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from irl_core.checkpoints import CheckpointError, portable_path, read_json
-from irl_core.paths import SHIPPED_SETS, checkpoints_root
+from irl_core.checkpoints import CheckpointError, read_json
+from irl_core.paths import SHIPPED_SETS, checkpoints_root, repo_relative
 from irl_core.switching import SWITCHING_METRICS, switch_alignment
 
 # what makes each artifact of a set (checkpoints and reports), for pages that find one missing ({set} = the set's folder)
@@ -58,7 +58,7 @@ def set_folder(set_dir: str | Path | None = None, env: str = "grid", root: str |
 
 def command_for(name: str, set_dir: str | Path | None = None, env: str = "grid") -> str:
     template = REPORT_COMMANDS.get(name)
-    return template.format(set=portable_path(set_folder(set_dir, env))) if template else "the stage that writes it"
+    return template.format(set=repo_relative(set_folder(set_dir, env))) if template else "the stage that writes it"
 
 
 def report_path(name: str, set_dir: str | Path | None = None, env: str = "grid", root: str | Path | None = None,
@@ -67,7 +67,7 @@ def report_path(name: str, set_dir: str | Path | None = None, env: str = "grid",
 
 
 def _missing(name: str, path: Path, set_dir, env: str) -> MissingReport:
-    return MissingReport(f"{portable_path(path)} is missing; make it with `{command_for(name, set_dir, env)}`")
+    return MissingReport(f"{repo_relative(path)} is missing; make it with `{command_for(name, set_dir, env)}`")
 
 
 def load_report(name: str, env: str = "grid", root: str | Path | None = None,

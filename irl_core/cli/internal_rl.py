@@ -30,9 +30,9 @@ def _internal_rl(args) -> int:
     if args.export:
         if cfg.method == "raw-action":
             raise UserError("--export saves a policy over codes; raw-action RL finetunes the base model itself")
-        from irl_core.checkpoints import portable_path
+        from irl_core.paths import repo_relative
         from irl_core.rl.methods import default_metacontroller
-        meta_path = portable_path(args.metacontroller or default_metacontroller(cfg.method, args.set))
+        meta_path = repo_relative(args.metacontroller or default_metacontroller(cfg.method, args.set))
         save_policy(args.export, learner, cfg, {"metacontroller": meta_path, "base": sources["base"], "task": cfg.task,
                                                 "seed": args.seed, "result": result,
                                                 "command": "python -m irl_core " + " ".join(sys.argv[1:])})
