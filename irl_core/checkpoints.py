@@ -168,29 +168,42 @@ def restore_training_state(modules: dict[str, torch.nn.Module], opt: torch.optim
 
 def resume_training(last: str | os.PathLike, kind: str, config: dict, modules: dict[str, torch.nn.Module],
                     opt: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                    optional: tuple[str, ...] = ()) -> dict:
+                    optional: tuple[str, ...] = (), extendable: tuple[str, ...] = ()) -> dict:
     """Restore a run's training state from checkpoint ``last`` when it exists; returns its meta (``{}`` if none).
 
-    A checkpoint saved with a config other than ``config`` is refused: resuming it would mix two runs.
-    Generators named in ``optional`` may be missing from it (see :func:`restore_training_state`).
+    A checkpoint saved with a config other than ``config`` is refused: resuming it would mix two runs. The one
+    exception is ``extendable``: config entries (e.g. ``steps``) that ``config`` may raise above the saved value,
+    so that a finished run continues as if it had been started with the larger value (the caller guarantees that
+    nothing before the old end depends on them). Generators named in ``optional`` may be missing from it (see
+    :func:`restore_training_state`).
     """
     if not Path(last).with_suffix(".json").exists():
         return {}
     state, saved, meta = load_checkpoint(last, kind)
-    if saved != config:
+    if saved != config and not _extends(saved, config, extendable):
         raise CheckpointError(f"{last}: was trained with a different config; use a new --run-dir")
     restore_training_state(modules, opt, generators, state, last, optional)
     return meta
 
 
+def _extends(saved: dict, config: dict, extendable: tuple[str, ...]) -> bool:
+    """Whether ``config`` differs from ``saved`` only by raising numbers named in ``extendable``."""
+    if set(saved) != set(config):
+        return False
+    differ = [k for k in config if saved[k] != config[k]]
+    return all(k in extendable and isinstance(saved[k], (int, float)) and isinstance(config[k], (int, float))
+               and config[k] > saved[k] for k in differ)
+
+
 def start_or_resume(run, kind: str, config: dict, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer,
-                    generators: dict[str, torch.Generator], device) -> int:
+                    generators: dict[str, torch.Generator], device, extendable: tuple[str, ...] = ()) -> int:
     """Begin a training stage in ``run`` (a :class:`irl_core.runs.Run`): restore its ``checkpoints/last`` when
     there is one (dropping metric rows logged after it), record the config and mark it running; returns the
     step to continue from (0 for a new run). The run is claimed first (:meth:`irl_core.runs.Run.claim`): a
-    second writer is refused before it reads or writes anything."""
+    second writer is refused before it reads or writes anything. ``extendable``: see :func:`resume_training`."""
     run.claim()
-    resumed = resume_training(run.checkpoint_dir / "last", kind, config, modules, opt, generators)
+    resumed = resume_training(run.checkpoint_dir / "last", kind, config, modules, opt, generators,
+                              extendable=extendable)
     step = int(resumed["step"]) if resumed else 0
     if resumed:
         run.truncate_metrics(step)

@@ -334,7 +334,9 @@ def train(base: GridTransformer, cfg: DiscoveryConfig, run: Run, seed: int = 0, 
     gens = {"env": env.generator, "noise": noise}
     full_cfg = {"stage": "discover", "seed": seed, "base_checkpoint": base_checkpoint, **cfg.to_dict(), "layer": layer}
     last = run.checkpoint_dir / "last"
-    step = start_or_resume(run, "metacontroller-state", full_cfg, modules, opt, gens, dev)
+    # a larger --steps continues a finished run: the learning rate is constant and only the α warm-up depends on
+    # the step, so the longer run is the one that would have been trained from the start
+    step = start_or_resume(run, "metacontroller-state", full_cfg, modules, opt, gens, dev, extendable=("steps",))
     t0, s0 = time.time(), step
     bar = tqdm(total=cfg.steps, initial=step, desc=f"discover α={cfg.alpha} {cfg.variant}", unit="step",
                disable=not progress)

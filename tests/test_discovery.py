@@ -132,20 +132,22 @@ def test_discovery_pipeline_end_to_end(tiny_base, tmp_path):
     assert 0 <= m["f1"] <= 1
 
 
-def test_resume_continues_the_same_curve(tiny_base, tmp_path):
+def test_a_finished_run_extended_to_more_steps_is_the_longer_run(tiny_base, tmp_path):
     base = load_base_model(tiny_base)
     cfg = discovery_preset("tiny", steps=6, checkpoint_every=3)
     full = train(base, cfg, Run(tmp_path / "a"), seed=1, progress=False)
-    # interrupt after the step-3 checkpoint: train a 3-step copy whose config differs only in steps is refused,
-    # so emulate an interruption by truncating the finished run back to its step-3 checkpoint instead
-    cfg3 = discovery_preset("tiny", steps=3, checkpoint_every=3)
     r3 = Run(tmp_path / "b")
-    train(base, cfg3, r3, seed=1, progress=False)
-    state_cfg = json.loads((r3.checkpoint_dir / "last.json").read_text())
-    state_cfg["config"]["steps"] = 6
-    (r3.checkpoint_dir / "last.json").write_text(json.dumps(state_cfg))
-    resumed = train(base, cfg, r3, seed=1, progress=False)
+    train(base, discovery_preset("tiny", steps=3, checkpoint_every=3), r3, seed=1, progress=False)
+    with pytest.raises(CheckpointError, match="different config"):  # fewer steps, or another knob: refused
+        train(base, discovery_preset("tiny", steps=2, checkpoint_every=3), r3, seed=1, progress=False)
+    with pytest.raises(CheckpointError, match="different config"):
+        train(base, discovery_preset("tiny", steps=6, checkpoint_every=3, alpha=0.5), r3, seed=1, progress=False)
+    resumed = train(base, cfg, r3, seed=1, progress=False)  # more steps: the finished 3-step run goes on to 6
+    assert resumed["steps"] == 6 and json.loads((r3.path / "status.json").read_text())["step"] == 6
     assert resumed["distortion"] == pytest.approx(full["distortion"], rel=1e-4)
+    assert resumed["rate"] == pytest.approx(full["rate"], rel=1e-4)
+    assert [json.loads(l)["step"] for l in (r3.path / "metrics.jsonl").read_text().splitlines()] == \
+           [json.loads(l)["step"] for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_variants_beta1_and_cotrained(tiny_base, tmp_path):
