@@ -53,6 +53,7 @@ knobs = ", ".join(f"{k} {v}" for k, v in overrides.items() if v not in (None, Fa
 st.caption(f"{len(rows)} runs from `{path.name}` · preset `{table.get('preset', '?')}` · base "
            f"`{table.get('base_checkpoint', '?')}` · knobs: {knobs or 'none (the paper objective and data)'}")
 
+
 def alignment_cell(a: dict, v: str) -> str:
     """One variant's cell of the per-α table: aligned seeds of all, and the median F1."""
     if not a[f"{v}_seeds"]:

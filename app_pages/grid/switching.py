@@ -27,8 +27,6 @@ st.markdown(
 
 SUBGOALS = sel.world.subgoal
 SUBGOAL_NAMES, _ = subgoal_palette(SUBGOALS)
-
-
 SOURCE_KEY = app_state.SWITCHING_SOURCE_KEY
 
 
