@@ -95,9 +95,12 @@ for v in variants:
             st.session_state[POINT_KEY] = k
     st.session_state[f"_rd_seen_{v}"] = signature
 if st.session_state.get(POINT_KEY) not in range(len(rows)):
-    # default: a frozen point, subgoal-aligned if any, preferably one whose switching export is shipped
+    # default: a frozen point, subgoal-aligned if any, preferably one whose switching export is shipped, at the α
+    # where most frozen seeds align (the typical point, not an outlier seed), lowest α and seed first
     frozen = [r for r in rows if r["variant"] == "frozen"] or rows
-    st.session_state[POINT_KEY] = max(frozen, key=lambda r: (r["aligned"], r["switching"] is not None))["index"]
+    aligned_at = {a: sum(r["aligned"] for r in frozen if r["alpha"] == a) for a in {r["alpha"] for r in frozen}}
+    st.session_state[POINT_KEY] = max(frozen, key=lambda r: (r["aligned"], r["switching"] is not None,
+                                                             aligned_at[r["alpha"]], -r["alpha"], -r["seed"]))["index"]
 chosen = st.session_state[POINT_KEY]
 
 
