@@ -489,8 +489,8 @@ def main() -> int:
     out += [""]
     out += click_table("Steering page on the shipped set", mode, clicks, lib)
     changed = sum(bool(c[3]) for c in clicks)
-    shipped = (f"On the shipped set {changed} of {len(clicks)} clicks changed the steered actions, so the steered figure "
-               "was redrawn after those." if changed else
+    shipped = (f"On the shipped set {changed} of {len(clicks)} clicks changed the steered actions, so the steered "
+               "figure was redrawn after those." if changed else
                "The shipped metacontroller does not steer this base model: no point of its map changes a single "
                "action, so above only the panel's text (code, timing) changes and the steered figure is not redrawn.")
     out += ["", shipped + " The same clicks on a set whose codes change the rollout by construction (the shipped base "

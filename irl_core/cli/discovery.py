@@ -129,7 +129,8 @@ def _switching(args) -> int:
     with user_errors():
         m = export_switching(args.checkpoint, args.out, args.episodes, args.seed, args.device, args.base,
                              args.dstar_ties)
-    print(f"wrote {args.out}: {args.episodes} held-out D* episodes ({args.dstar_ties} tie-break); switches/episode {m['switches']:.2f} "
+    print(f"wrote {args.out}: {args.episodes} held-out D* episodes ({args.dstar_ties} tie-break); "
+          f"switches/episode {m['switches']:.2f} "
           f"(true changes {m['true_changes']:.2f}), precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
           f"F1 {m['f1']:.3f}, quasi-binary {m['binary_fraction']:.3f}")
     return 0
