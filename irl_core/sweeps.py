@@ -76,32 +76,39 @@ def point_switching(point_dir: str | Path, out_dir: str | Path, episodes: int = 
                     return out
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass
-    ties = read_json(point_dir / "config.json").get("dstar_ties", "random")
-    export_switching(ckpt, out, episodes, 0, "cpu", _point_base(point_dir), ties)
+    export_switching(ckpt, out, episodes, 0, "cpu", _point_base(point_dir), _point_ties(point_dir))
     return out
+
+
+def _point_ties(point_dir: Path) -> str:
+    """The D* tie-break a point was trained on (``random``, the paper's, for points that predate the knob)."""
+    return read_json(point_dir / "config.json").get("dstar_ties", "random")
 
 
 def point_examples(point_dir: str | Path, n: int = EXAMPLE_EPISODES, seed: int = EXAMPLE_SEED,
                    base: str | Path | None = None) -> dict:
-    """β, subgoal and length of ``n`` held-out D* episodes under a finished point's metacontroller.
+    """β, subgoal and length of ``n`` held-out D* episodes under a finished point's metacontroller, made with
+    the tie-break the point was trained on (as its switching export and its table row are).
 
-    Cached in ``<point>/examples.json`` (recomputed when ``n`` or ``seed`` differ): ``{"n", "seed", "beta":
-    [[float]] (each cut to its episode's length, 4 decimals), "subgoal": [[int]], "length": [int]}``.
+    Cached in ``<point>/examples.json`` (recomputed when ``n``, ``seed`` or the tie-break differ): ``{"n",
+    "seed", "ties", "beta": [[float]] (each cut to its episode's length, 4 decimals), "subgoal": [[int]],
+    "length": [int]}``.
     """
     point_dir = Path(point_dir)
     cache = point_dir / "examples.json"
+    ties = _point_ties(point_dir)
     if cache.exists():
         try:
             ex = json.loads(cache.read_text())
-            if ex.get("n") == n and ex.get("seed") == seed:
+            if ex.get("n") == n and ex.get("seed") == seed and ex.get("ties", "random") == ties:
                 return ex
         except json.JSONDecodeError:
             pass
     meta, model, layer, _ = load_metacontroller(point_dir / "checkpoints" / "metacontroller", "cpu",
                                                 base if base is not None else _point_base(point_dir))
-    r = infer(model, meta, layer, heldout_episodes(n, seed, model.world, torch.device("cpu")))
+    r = infer(model, meta, layer, heldout_episodes(n, seed, model.world, torch.device("cpu"), ties))
     lengths = [int(x) for x in r["length"]]
-    ex = {"n": n, "seed": seed,
+    ex = {"n": n, "seed": seed, "ties": ties,
           "beta": [[round(float(b), 4) for b in row[:k]] for row, k in zip(r["beta"], lengths)],
           "subgoal": [[int(g) for g in row[:k]] for row, k in zip(r["subgoal"], lengths)],
           "length": lengths}
@@ -181,7 +188,8 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     ``examples``: β, subgoal and length of :data:`EXAMPLE_EPISODES` held-out episodes
     (for the app's rate–distortion page, so that it never has to load a metacontroller); with ``table``, also
     ``switching``: the point's switching export, written beside the table (:func:`point_switching`, in
-    ``<table's folder>/sweep_switching/``) for the app's Switching page.
+    ``<table's folder>/sweep_switching/``) for the app's Switching page (named in ``table`` only, unless that is
+    ``root/results.json`` itself).
 
     ``merge``: rows of an existing ``table`` for points this sweep directory does not hold are kept (a sweep
     continued in another directory, or on another machine); the table must be of the same base, preset and knobs.
@@ -226,10 +234,17 @@ def run_sweep(base_checkpoint: str | Path, root: str | Path, preset_name: str = 
     if merge and table and Path(table).exists():
         rows = merged_rows(rows, table, base_checkpoint, preset_name, overrides)
     out = sweep_table(rows, base_checkpoint, preset_name, overrides, len(todo) - len(failed), skipped, failed)
-    atomic_write_json(root / "results.json", out)
     if table:
         atomic_write_json(table, out)
+    atomic_write_json(root / "results.json", out if not table or Path(table).parent.resolve() == root.resolve()
+                      else _without_switching(out))
     return out
+
+
+def _without_switching(table: dict) -> dict:
+    """A sweep table whose rows name no switching export: the copy kept in a sweep folder other than the table's,
+    from where the exports (named relative to the table's folder) cannot be found."""
+    return {**table, "rows": [{k: v for k, v in r.items() if k != "switching"} for r in table["rows"]]}
 
 
 def add_switching_exports(rows: list[dict], root: Path, out_dir: Path, progress: bool = True,

@@ -240,6 +240,19 @@ def test_sweep_subprocesses_switching_cli_and_resume(tiny_base, tmp_path, capsys
     (fixed / "config.json").write_text(json.dumps(dict(config, dstar_ties="first")))
     with np.load(point_switching(fixed, tmp_path / "fixed_exports", episodes=8)) as f:
         assert str(f["dstar_ties"]) == "first" and f["beta"].shape[0] == 8
+    # the table's example episodes are of the point's own D* too (the copied cache, of random ties, is redone)
+    from irl_core.sweeps import EXAMPLE_EPISODES, EXAMPLE_SEED, point_examples
+    from irl_core.data import heldout_episodes
+    from irl_core.discovery import infer
+    assert json.loads((fixed / "examples.json").read_text()).get("ties", "random") == "random"
+    ex = point_examples(fixed, EXAMPLE_EPISODES, EXAMPLE_SEED)
+    meta, model, layer, _ = load_metacontroller(point / "checkpoints" / "metacontroller")
+    on_first = infer(model, meta, layer, heldout_episodes(EXAMPLE_EPISODES, EXAMPLE_SEED, model.world, ties="first"))
+    assert ex["ties"] == "first" and json.loads((fixed / "examples.json").read_text())["ties"] == "first"
+    for got, want, k in zip(ex["beta"], on_first["beta"], ex["length"]):
+        np.testing.assert_allclose(got, np.asarray(want[:k], dtype=float), atol=1e-4)
+    # the sweep folder's own copy of the table names no export (they lie beside the table, not beside it)
+    assert all("switching" not in r for r in json.loads((tmp_path / "sweep" / "results.json").read_text())["rows"])
     r = _py("sweep", "--collect", "--out-dir", str(tmp_path / "no-sweep"))
     assert r.returncode == 2 and "--collect needs --out-dir" in r.stderr and "Traceback" not in r.stderr
     r = _py("switching", "--checkpoint", str(point / "checkpoints" / "metacontroller"), "--episodes", "4",
