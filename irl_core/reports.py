@@ -170,7 +170,9 @@ def _examples(ex) -> dict | None:
         return None
     if any(b.ndim != 1 or b.shape != g.shape or n < 1 or b.shape[0] < n or not np.isfinite(b).all() for b, g, n in eps):
         return None
-    return {"beta": [b[:n] for b, _, n in eps], "subgoal": [g[:n] for _, g, n in eps], "length": [n for *_, n in eps]}
+    ties = ex.get("ties", "random")  # tables written before examples followed the point's tie-break: random
+    return {"beta": [b[:n] for b, _, n in eps], "subgoal": [g[:n] for _, g, n in eps], "length": [n for *_, n in eps],
+            "ties": ties if ties in ("random", "first") else "random"}
 
 
 def _beside(table: Path, name) -> str | None:

@@ -288,6 +288,8 @@ def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp
     table = json.loads(path.read_text())
     frozen = [r for r in table["rows"] if r["variant"] == "frozen"]
     frozen[1]["f1"] = 0.95  # α = 0.5
+    assert frozen[1]["examples"]["ties"] == "random"  # a tiny point trains on the paper's D*
+    frozen[1]["examples"]["ties"] = "first"
     frozen[0].pop("examples")  # α = 0
     frozen[0]["switching"] = "sweep_switching/not_there.npz"
     table["rows"] = [r for r in table["rows"] if r["variant"] == "frozen"] + [{"variant": "frozen", "alpha": "x"}]
@@ -299,6 +301,7 @@ def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp
     symbols = [tr["marker"]["symbol"] for tr in specs[0]["data"] if any(v is not None for v in tr.get("x", []))]
     assert "star" in symbols  # the aligned point
     assert "α = 0.5," in at.subheader[0].value  # the default point: a subgoal-aligned frozen one
+    assert any("the expert's moves with a fixed tie-break" in m.value for m in at.markdown)  # its examples' D*
     assert any("1 row(s)" in w.value for w in at.warning)  # the malformed row is reported, not plotted
     assert any("No cotrained points" in i.value for i in at.info)
     at.selectbox(key="rd_point").set_value(0).run()  # the point without examples

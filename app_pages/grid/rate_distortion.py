@@ -162,7 +162,9 @@ if ex is None:
     st.info("This table keeps no example episodes for this point (it was written by an older version); rerun the "
             "same sweep command: finished points are not retrained, only their examples are computed.")
 else:
-    st.markdown(f"**Switching on {len(ex['length'])} held-out episodes** (the same episodes for every point)")
+    ties = "a fixed tie-break" if ex["ties"] == "first" else "random tie-breaks, the paper's"
+    st.markdown(f"**Switching on {len(ex['length'])} held-out episodes** (the same layouts and tasks for every "
+                f"point; the expert's moves with {ties})")
     st.markdown(subgoal_legend_html(sel.world.subgoal), unsafe_allow_html=True)
     cols = st.columns(2)
     for j, (b, g, n) in enumerate(zip(ex["beta"], ex["subgoal"], ex["length"])):
