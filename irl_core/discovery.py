@@ -186,7 +186,7 @@ def infer(model: GridTransformer, meta: MetaController, layer: int, episodes: di
     return {"beta": torch.cat(betas).numpy().astype(np.float32), "z": torch.cat(codes).numpy().astype(np.float32),
             "subgoal": episodes["subgoal"][:, :T].cpu().numpy().astype(np.int8),
             "length": episodes["length"].cpu().numpy().astype(np.int64),
-            "action_nll": nll_sum / max(1, n), "kl": kl_sum / max(1, n)}
+            "action_nll": nll_sum / max(1, n), "kl": max(0.0, kl_sum / max(1, n))}  # a KL ≥ 0 (rounding gave −1e-8)
 
 
 def segments(beta: np.ndarray, length: int, threshold: float = 0.5) -> list[tuple[int, int]]:

@@ -209,6 +209,7 @@ def load_sweep(set_dir: str | Path | None = None, env: str = "grid", root: str |
             continue
         row = dict(r, **nums)
         row["seed"] = int(nums["seed"])
+        row["rate"] = max(0.0, nums["rate"])  # a KL; older results carry float rounding's −1e-8 for a collapsed code
         for k in ("f1", "precision", "recall", "switches", "true_changes", "binary_fraction", "mean_length"):
             row[k] = _number(r.get(k))
         row["aligned"] = row["f1"] is not None and row["f1"] >= SUBGOAL_ALIGNED_F1

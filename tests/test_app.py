@@ -292,8 +292,10 @@ def test_rate_distortion_marks_aligned_points_and_handles_gaps(tiny_app_set, tmp
     frozen[1]["examples"]["ties"] = "first"
     frozen[0].pop("examples")  # α = 0
     frozen[0]["switching"] = "sweep_switching/not_there.npz"
+    frozen[0]["rate"] = -1.5e-08  # a collapsed code's KL as float rounding left it in a result
     table["rows"] = [r for r in table["rows"] if r["variant"] == "frozen"] + [{"variant": "frozen", "alpha": "x"}]
     path.write_text(json.dumps(table))
+    assert load_sweep(s)["rows"][0]["rate"] == 0.0
     root = _root_with(tmp_path, monkeypatch, s)
     at = _run(_page("rate_distortion"), root / "grid")
     assert not at.exception
