@@ -210,6 +210,22 @@ def rate_cap(rates: Sequence[float], factor: float = 5.0, most: float = 0.25) ->
     return None
 
 
+def _near_groups(rows: Sequence[dict], x_range: tuple[float, float] | None, near: float = 0.06) -> list[list[dict]]:
+    """``rows`` in runs of neighbours along the distortion axis (gaps under ``near`` of its span), so that the
+    points drawn at a cut axis's top (the seeds of α = 0 sit side by side) share one label instead of overprinting."""
+    xs = sorted(rows, key=lambda r: r["distortion"])
+    if not xs:
+        return []
+    span = (x_range[1] - x_range[0]) if x_range else (xs[-1]["distortion"] - xs[0]["distortion"]) or 1.0
+    groups = [[xs[0]]]
+    for r in xs[1:]:
+        if r["distortion"] - groups[-1][-1]["distortion"] < near * span:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
 def rate_distortion_figure(rows: Sequence[dict], title: str, alphas: Sequence[float],
                            x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None,
                            selected: int | None = None, height: int = 420, cap: float | None = None) -> go.Figure:
@@ -221,7 +237,8 @@ def rate_distortion_figure(rows: Sequence[dict], title: str, alphas: Sequence[fl
 
     ``rows`` are :func:`irl_core.reports.load_sweep` rows with an ``index`` key, carried as each point's
     ``customdata`` so that a chart selection can be mapped back to its row; ``selected`` rings that row.
-    A point whose rate exceeds ``cap`` (:func:`rate_cap`) is drawn at ``cap``, labelled with its true rate (hover too).
+    A point whose rate exceeds ``cap`` (:func:`rate_cap`) is drawn at ``cap``, labelled with its true rate (hover too;
+    neighbours along the distortion axis share one label giving their range).
     """
     shown = (lambda r: min(r["rate"], cap)) if cap is not None else (lambda r: r["rate"])  # noqa: E731
     above = (lambda r: cap is not None and r["rate"] > cap)  # noqa: E731
@@ -251,10 +268,11 @@ def rate_distortion_figure(rows: Sequence[dict], title: str, alphas: Sequence[fl
                                  hoverinfo="skip", customdata=[[r["index"]]],
                                  marker=dict(symbol="circle-open", size=30, color="#d62728", line=dict(width=3))))
     fig.update_xaxes(title_text="distortion: action NLL per step", range=x_range, showgrid=True, gridcolor="#eeeeee")
-    for r in rows:
-        if above(r):
-            fig.add_annotation(x=r["distortion"], y=cap, text=f"rate {r['rate']:.3g} ↑", showarrow=False, yshift=16,
-                               font=dict(size=11, color="#555555"))
+    for group in _near_groups([r for r in rows if above(r)], x_range):
+        lo, hi = min(r["rate"] for r in group), max(r["rate"] for r in group)
+        text = f"rate {lo:.3g} ↑" if f"{lo:.3g}" == f"{hi:.3g}" else f"rate {lo:.3g}–{hi:.3g} ↑"
+        fig.add_annotation(x=float(np.mean([r["distortion"] for r in group])), y=cap, text=text, showarrow=False,
+                           yshift=16, font=dict(size=11, color="#555555"))
     fig.update_yaxes(title_text="rate: KL to the prior per step", range=y_range, showgrid=True, gridcolor="#eeeeee")
     fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height, plot_bgcolor="white", showlegend=True,
                       margin=dict(l=60, r=10, t=40, b=50), legend=dict(orientation="h", y=-0.2, x=0),

@@ -252,7 +252,7 @@ def contrast_note(rows: list[dict]) -> str | None:
     if fa / fn > ca / cn:
         return measured + ": the paper's contrast shows."
     return (measured + ": the paper's contrast does not show here — co-trained metacontrollers align at least as "
-            "often as frozen ones at the α measured so far (BENCHMARKS.md, \"Discovery on the 5×5 world\").")
+            "often as frozen ones over the α of this table (BENCHMARKS.md, \"Discovery on the 5×5 world\").")
 
 
 def alignment_by_alpha(rows: list[dict], variants: tuple[str, ...] = ("frozen", "cotrained")) -> list[dict]:

@@ -130,5 +130,12 @@ def test_an_outlying_rate_is_drawn_at_the_top_of_a_cut_axis():
     assert colours == {0.0: 0, 0.1: 1, 0.17: 2, 0.3: 3, 0.5: 4}
     bar = next(tr["marker"]["colorbar"] for tr in out["data"][:2] if tr["marker"].get("showscale"))
     assert bar["ticktext"] == ["0", "0.1", "0.17", "0.3", "0.5", "1"] and out["data"][0]["marker"]["cmax"] == 5
+    # three α = 0 seeds side by side share one label with their range; a far one keeps its own
+    seeds = [dict(r, index=i, distortion=d, rate=rate) for i, (r, d, rate) in
+             enumerate(zip(sweep_rows([29.1] * 4), [0.027, 0.031, 0.029, 0.3], [29.46, 29.06, 29.12, 31.0]))]
+    out = validated(rate_distortion_figure(seeds + sweep_rows(rates)[1:], "frozen", [0.0, 0.5], x_range=(0.0, 0.4),
+                                           cap=cap))
+    notes = sorted((round(a["x"], 3), a["text"]) for a in out["layout"]["annotations"])
+    assert notes == [(0.029, "rate 29.1–29.5 ↑"), (0.3, "rate 31 ↑")]
     plain = validated(rate_distortion_figure(sweep_rows(rates), "frozen", [0.0, 0.5]))
     assert 29.1 in [y for tr in plain["data"][:2] for y in tr["y"]]
