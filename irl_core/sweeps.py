@@ -125,6 +125,8 @@ def collect_results(root: str | Path, examples: int = 0) -> list[dict]:
             row = json.loads(p.read_text())
         except json.JSONDecodeError:
             continue
+        if isinstance(row.get("rate"), float):  # a KL: results written before evaluation clamped it hold −1e-8
+            row["rate"] = max(0.0, row["rate"])
         if examples > 0:
             try:
                 row["examples"] = point_examples(p.parent, examples)

@@ -119,7 +119,7 @@ def _sweep(args) -> int:
     print(f"wrote {root / 'results.json'}{' and ' + args.table if args.table else ''}: {len(out['rows'])} points "
           f"({out['ran']} run now, {out['skipped']} skipped as done, {len(out['failed'])} failed)")
     for r in out["rows"]:
-        print(f"  {r['variant']:9s} α={r['alpha']:<5g} seed {r['seed']}: rate {max(0.0, r['rate']):.3f} distortion "
+        print(f"  {r['variant']:9s} α={r['alpha']:<5g} seed {r['seed']}: rate {r['rate']:.3f} distortion "
               f"{r['distortion']:.3f} switches {r['switches']:.2f} F1 {r['f1']:.3f} binary {r['binary_fraction']:.3f}")
     return 1 if out["failed"] else 0
 
