@@ -72,7 +72,11 @@ class DataParallel:
         return box[0]
 
     def close(self) -> None:
+        """Leave the process group, all processes together: a process that tore its gloo connections down
+        while another was still writing the checkpoint could abort at exit ("terminate called without an
+        active exception"), so every process waits at a barrier first."""
         if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
