@@ -71,12 +71,14 @@ class DataParallel:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
-        """Leave the process group, all processes together: a process that tore its gloo connections down
-        while another was still writing the checkpoint could abort at exit ("terminate called without an
-        active exception"), so every process waits at a barrier first."""
+    def close(self, together: bool = True) -> None:
+        """Leave the process group. ``together`` (a run that ended normally): every process waits at a barrier
+        first, since a process that tore its gloo connections down while another was still writing the
+        checkpoint could abort at exit ("terminate called without an active exception"). A process leaving on
+        an error passes ``together=False``: it must not wait for the others (torchrun stops them)."""
         if self.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            if together:
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 

@@ -61,6 +61,13 @@ def test_two_process_run_writes_once_stops_and_resumes_unbroken(tmp_path):
     assert "eval/action_acc" in rows[-1]
 
 
+def test_a_two_process_run_that_fails_stops_with_the_message_and_does_not_hang(tmp_path):
+    r = torchrun("-m", "irl_core", "pretrain", "--preset", "tiny", "--steps", "2", "--batch-size", "15",
+                 "--run-dir", tmp_path / "run", "--threads", "1", timeout=90)
+    assert r.returncode != 0
+    assert "--batch-size 15 does not split evenly over 2 processes" in r.stdout + r.stderr
+
+
 def test_shares_and_seed_streams():
     assert DataParallel().share(16) == 16 and DataParallel(1, 4).share(16) == 4
     assert rank_seed(3, 0) == 3 and len({rank_seed(s, r) for s in range(5) for r in range(4)}) == 20

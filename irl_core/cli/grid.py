@@ -132,8 +132,10 @@ def run_pretrain(args) -> int:
         if args.export and dp.main:
             out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))
             print(f"exported {out}")
-    finally:
-        dp.close()
+    except BaseException:
+        dp.close(together=False)
+        raise
+    dp.close()
     return 0
 
 
