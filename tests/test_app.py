@@ -211,7 +211,7 @@ def test_switching_page_plots_the_tiny_export(tiny_root):
     at.slider(key="switching_t_0").set_value(4).run()
     assert not at.exception
     assert any(md.value.startswith("**Step 4**") for md in at.markdown)
-    at.selectbox(key="switching_episode").set_value(3).run()
+    next(box for box in at.selectbox if box.label == "Episode").set_value(3).run()
     assert not at.exception and at.slider(key="switching_t_3").max == int(sw["length"][3])
     last = int(sw["length"][3])
     at.slider(key="switching_t_3").set_value(last).run()

@@ -4,10 +4,14 @@ nothing is loaded from outside, widgets and chart selections work. Screenshots g
 Fixtures: tests/browser_support.py (a missing Chromium fails these tests with how to install it).
 """
 import re
+from pathlib import Path
 
 import pytest
 
 from irl_core.app_state import pages
+from irl_core.reports import load_switching
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["browser_support"]
 
@@ -53,6 +57,24 @@ def test_switching_slider_moves_the_agent(app_page):
     assert page.get_by_text(re.compile(r"^Step 3:")).first.is_visible()
     assert page.locator("[data-testid='stPlotlyChart']").nth(1).inner_html() != agent_before
     app_page.screenshot("switching-tiny")
+
+
+def test_switching_episode_label_follows_the_chosen_metacontroller(app_page):
+    """On the shipped grid5 set: choosing a sweep point relabels the episode shown with that point's switches
+    (one key for every export kept the label of the one chosen before: "3 switches" on a point that switches once)."""
+    app_page.goto("switching")
+    page = app_page.page
+    episode = page.get_by_role("combobox", name="Episode", exact=True)
+    before = episode.input_value()
+    page.get_by_role("combobox", name="Metacontroller", exact=True).click()
+    page.keyboard.type("frozen · α=0.3 · seed 0")  # the list is long: filter it, as a user would
+    page.get_by_role("option", name="α sweep point: frozen · α=0.3 · seed 0", exact=True).click()
+    app_page.wait()
+    app_page.assert_no_exception()
+    sw = load_switching(path=ROOT / "checkpoints/grid5/reports/sweep_switching/frozen_alpha0.3_seed0.npz")
+    shown = episode.input_value()
+    assert shown.startswith("#0 ") and f" {sw['switches'][0]} switches / {sw['changes'][0]} subgoal changes" in shown
+    assert shown != before, "the shipped metacontroller and this point label episode #0 alike: pick another point"
 
 
 def test_rate_distortion_point_click_shows_its_switching(app_page):

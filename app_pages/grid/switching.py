@@ -94,9 +94,12 @@ def episode_label(i: int) -> str:
 
 
 st.subheader("One episode")
-if st.session_state.get("switching_episode") not in range(n_eps):  # e.g. another set with fewer episodes
-    st.session_state["switching_episode"] = 0
-i = st.selectbox("Episode", range(n_eps), format_func=episode_label, key="switching_episode")
+# One episode widget per export: with one key for all, the browser kept showing the label an episode had in the
+# export chosen before ("3 switches" of an aligned point on a point that switches once).
+episode_key = f"switching_episode:{sel.set_dir}:{st.session_state[SOURCE_KEY]}"
+if st.session_state.get(episode_key) not in range(n_eps):
+    st.session_state[episode_key] = 0
+i = st.selectbox("Episode", range(n_eps), format_func=episode_label, key=episode_key)
 n = int(length[i])
 t_key = f"switching_t_{i}"
 if st.session_state.get(t_key, 0) > n:
