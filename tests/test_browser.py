@@ -73,7 +73,9 @@ def test_switching_episode_label_follows_the_chosen_metacontroller(app_page):
     app_page.assert_no_exception()
     sw = load_switching(path=ROOT / "checkpoints/grid5/reports/sweep_switching/frozen_alpha0.3_seed0.npz")
     shown = episode.input_value()
-    assert shown.startswith("#0 ") and f" {sw['switches'][0]} switches / {sw['changes'][0]} subgoal changes" in shown
+    n, c = int(sw["switches"][0]), int(sw["changes"][0])
+    said = f" {n} {'switch' if n == 1 else 'switches'} / {c} {'subgoal change' if c == 1 else 'subgoal changes'}"
+    assert shown.startswith("#0 ") and said in shown, (shown, said)
     assert shown != before, "the shipped metacontroller and this point label episode #0 alike: pick another point"
 
 

@@ -87,10 +87,14 @@ beta, subgoal, length = data["beta"], data["subgoal"], data["length"]
 n_eps = len(length)
 
 
+def counted(n: int, noun: str, plural: str) -> str:
+    return f"{n} {noun if n == 1 else plural}"
+
+
 def episode_label(i: int) -> str:
     task = f"task {format_task(t for t in data['task'][i] if t >= 0)} · " if data["has_grid"] else ""
-    return (f"#{i} · {task}{length[i]} steps · {data['switches'][i]} switches / "
-            f"{data['changes'][i]} subgoal changes")
+    return (f"#{i} · {task}{length[i]} steps · {counted(int(data['switches'][i]), 'switch', 'switches')} / "
+            f"{counted(int(data['changes'][i]), 'subgoal change', 'subgoal changes')}")
 
 
 st.subheader("One episode")
