@@ -45,3 +45,5 @@ def hex_to_rgba01(colour: str, alpha: float = 1.0) -> tuple[float, float, float,
 # the methods of Fig. 8 (internal RL and its baselines)
 METHOD_COLOURS: dict[str, str] = {"internal-rl": "#4363d8", "raw-action": "#808080", "beta1": "#f58231",
                                   "cotrained": "#911eb4", "compile": "#3cb44b"}
+METHOD_LABELS: dict[str, str] = {"internal-rl": "internal RL", "raw-action": "raw-action RL", "beta1": "internal RL, β ≡ 1",
+                                 "cotrained": "internal RL, co-trained metacontroller", "compile": "CompILE"}

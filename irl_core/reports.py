@@ -44,6 +44,7 @@ REPORT_COMMANDS = {
     "control_reading": "python -m irl_core control-reading --base {set}/base --controllers {set}/gt_controllers_layer0 "
                        "{set}/gt_controllers --out {set}/reports/control_reading.json",
 }
+REPORT_COMMANDS["controllers"] = REPORT_COMMANDS["gt_controllers"]  # the report beside the checkpoint it describes
 SUBGOAL_ALIGNED_F1 = 0.9  # a sweep point with F1 ≥ this is drawn as subgoal-aligned (★)
 
 

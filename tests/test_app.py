@@ -79,6 +79,26 @@ def test_overview_renders():
     assert not at.exception
 
 
+def _scorecard_table(at: AppTest) -> str:
+    assert not at.exception and any(h.value == "What this set shows of the paper" for h in at.header)
+    return next(m.value for m in at.markdown if m.value.startswith("| | the paper"))
+
+
+def test_overview_says_what_the_shipped_set_shows_of_the_paper():
+    """The scorecard on the shipped grid5 set: every row measured from its reports, some shown, some not."""
+    from irl_core.scorecard import scorecard
+    table = _scorecard_table(_run(_page("overview")))
+    rows = scorecard(ROOT / "checkpoints" / "grid5")
+    assert table.count("\n") == len(rows) + 1 and all(r.measured in table for r in rows)
+    assert ":green[✓ shown]" in table and ":red[✗ not shown]" in table
+
+
+def test_overview_scorecard_of_a_set_without_reports(tiny_root):
+    """A tiny set has few reports: its rows say "not measured" with the command, and the page still renders."""
+    table = _scorecard_table(_run(_page("overview")))
+    assert table.count(":gray[– not measured]") >= 4 and "irl_core sweep" in table
+
+
 def test_sidebar_chooses_environment_checkpoint_set_and_device(tiny_app_set, tmp_path, monkeypatch):
     root = _root_with(tmp_path, monkeypatch, ROOT / "checkpoints" / "grid")
     (root / "experiments").mkdir()

@@ -4,11 +4,9 @@ import streamlit as st
 
 from irl_core import app_state
 from irl_core.checkpoints import CheckpointError
-from irl_core.palette import METHOD_COLOURS
+from irl_core.palette import METHOD_COLOURS, METHOD_LABELS
 from irl_core.reports import load_report, rl_null_note
 
-METHOD_LABELS = {"internal-rl": "internal RL", "raw-action": "raw-action RL", "beta1": "internal RL, β ≡ 1",
-                 "cotrained": "internal RL, co-trained metacontroller", "compile": "CompILE"}
 NEEDS = {"internal-rl": "metacontroller", "beta1": "metacontroller_beta1", "cotrained": "metacontroller_cotrained",
          "compile": "compile", "raw-action": "base"}
 PRESETS = {"tiny": "tiny (seconds; a smoke test)", "cpu": "cpu (this machine)", "paper": "paper (Table A13; a GPU)"}

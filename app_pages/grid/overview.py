@@ -4,6 +4,7 @@ import streamlit as st
 from irl_core import app_state
 from irl_core.envs.grid import GridPinpadEnv
 from irl_core.plots import grid_figure, task_html
+from irl_core.scorecard import scorecard
 
 st.title("Emergent temporal abstractions enable hierarchical RL")
 st.markdown(
@@ -47,3 +48,18 @@ with right:
     longer = "twice as long" if len(w.heldout_task) == 2 * len(w.pretrain_tasks[0]) else "longer than any of them"
     st.markdown(f"**The held-out task** ({longer}, every subgoal transition unseen in pretraining)")
     st.markdown(task_html(w.heldout_task), unsafe_allow_html=True)
+
+if sel.grid:
+    st.header("What this set shows of the paper")
+    st.caption("Each row is measured from this checkpoint set's own reports each time the page opens, against the "
+               "yardstick this project holds the effect to. BENCHMARKS.md diagnoses every row that is not shown.")
+    MARK = {True: ":green[✓ shown]", False: ":red[✗ not shown]", None: ":gray[– not measured]"}
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| | the paper | yardstick | this set | report |", "|---|---|---|---|---|"]
+    for f in scorecard(sel.set_dir):
+        lines.append(f"| **{f.figure}** {MARK[f.shown]} | {cell(f.effect)} | {cell(f.yardstick)} | {cell(f.measured)} | "
+                     f"{cell(f.source if f.source.startswith('`') else f'`{f.source}`')} |")
+    st.markdown("\n".join(lines))
