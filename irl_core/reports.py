@@ -240,17 +240,31 @@ def switching_null_note(metrics: dict, set_dir: str | Path | None = None, root: 
     return note
 
 
+def aligned_counts(rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per variant of a sweep table (``load_sweep``'s rows): (subgoal-aligned points, points)."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        a, n = out.get(r["variant"], (0, 0))
+        out[r["variant"]] = (a + bool(r["aligned"]), n + 1)
+    return out
+
+
+def contrast_shown(counts: dict[str, tuple[int, int]]) -> bool | None:
+    """Fig. 7's contrast: a larger share of frozen-base than of co-trained points aligned (None without both)."""
+    (fa, fn), (ca, cn) = counts.get("frozen", (0, 0)), counts.get("cotrained", (0, 0))
+    return fa / fn > ca / cn if fn and cn else None
+
+
 def contrast_note(rows: list[dict]) -> str | None:
     """A sentence on whether a sweep table shows the paper's Fig. 7 contrast (frozen-base metacontrollers align
     with the subgoals, co-trained ones do not): the aligned count per variant; None without both variants."""
-    def count(variant):
-        part = [r for r in rows if r["variant"] == variant]
-        return sum(bool(r["aligned"]) for r in part), len(part)
-    (fa, fn), (ca, cn) = count("frozen"), count("cotrained")
-    if not fn or not cn:
+    counts = aligned_counts(rows)
+    shown = contrast_shown(counts)
+    if shown is None:
         return None
+    (fa, fn), (ca, cn) = counts["frozen"], counts["cotrained"]
     measured = f"In this table {fa} of {fn} frozen and {ca} of {cn} co-trained points are subgoal-aligned (★)"
-    if fa / fn > ca / cn:
+    if shown:
         return measured + ": the paper's contrast shows."
     return (measured + ": the paper's contrast does not show here — co-trained metacontrollers align at least as "
             "often as frozen ones over the α of this table (BENCHMARKS.md, \"Discovery on the 5×5 world\").")

@@ -24,11 +24,12 @@ from typing import Callable
 
 from irl_core.checkpoints import CheckpointError
 from irl_core.palette import METHOD_LABELS
-from irl_core.reports import MissingReport, load_report, load_sweep, load_switching
+from irl_core.reports import (SUBGOAL_ALIGNED_F1, MissingReport, aligned_counts, contrast_shown, load_report,
+                              load_sweep, load_switching)
 
 PROBE_MARGIN = 0.15
 CONTROLLER_SUCCESS = 0.6
-SWITCH_F1 = 0.9
+SWITCH_F1 = SUBGOAL_ALIGNED_F1  # a switching export is judged as a sweep point's ★
 QUASI_BINARY = 0.9
 STEERING = 0.8
 RL_SUCCESS = 0.8
@@ -71,16 +72,14 @@ def _switching(set_dir: Path) -> tuple[str, bool]:
 
 def _contrast(set_dir: Path) -> tuple[str, bool]:
     rows = load_sweep(set_dir)["rows"]
-    counts = {}
-    for v in ("frozen", "cotrained"):
-        part = [r for r in rows if r["variant"] == v]
-        counts[v] = (sum(bool(r["aligned"]) for r in part), len(part))
-    (fa, fn), (ca, cn) = counts["frozen"], counts["cotrained"]
-    if not fn or not cn:
+    counts = aligned_counts(rows)
+    shown = contrast_shown(counts)
+    if shown is None:
         raise ValueError("the sweep table lacks the frozen or the co-trained variant")
+    (fa, fn), (ca, cn) = counts["frozen"], counts["cotrained"]
     alphas = sorted({float(r["alpha"]) for r in rows})
     return (f"subgoal-aligned: {fa} of {fn} frozen, {ca} of {cn} co-trained points (α {alphas[0]:g}–{alphas[-1]:g})",
-            fa / fn > ca / cn)
+            shown)
 
 
 def _steering(set_dir: Path) -> tuple[str, bool]:
