@@ -13,6 +13,10 @@ The run directory is as for the grid (``irl_core.pretrain``): ``metrics.jsonl`` 
 ``losses/obs_nll``, ``losses/action_mse``, ``eval/action_nll``, ``eval/action_mse``, ``charts/episodes``,
 ``charts/SPS``), ``checkpoints/last`` (weights, AdamW moments) from which an interrupted
 run resumes the same curve, and ``checkpoints/step<N>`` snapshots.
+
+A step whose loss or gradient is not finite is skipped (no update; ``charts/skipped_steps`` counts them) so that
+no NaN reaches the weights or a checkpoint; :data:`MAX_SKIPPED_IN_A_ROW` such steps in a row stop the run with an
+error naming the step, the checkpoints left as they were before it (README "Choices").
 """
 from __future__ import annotations
 
@@ -38,6 +42,11 @@ from irl_core.runs import Run
 
 STATE_KIND = "ant-pretrain-state"
 LENGTH_POOL = 8  # batches sorted together by length (EpisodeBank.training_ids)
+MAX_SKIPPED_IN_A_ROW = 20  # non-finite steps in a row that stop a run (one is a bad batch; twenty, a diverged model)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or its gradient stayed non-finite for MAX_SKIPPED_IN_A_ROW steps in a row."""
 
 
 @dataclass
@@ -218,7 +227,7 @@ def train(cfg: AntPretrainConfig, data: str | Path, run: Run, device: str | torc
         save_checkpoint(last, training_state({"model": model}, opt, {}), STATE_KIND, config,
                         {"step": step, "episodes": step * cfg.batch_size})
 
-    t0, s0 = time.time(), step
+    t0, s0, skipped, in_a_row = time.time(), step, 0, 0
     bar = tqdm(total=cfg.steps, initial=step, desc="ant-pretrain", unit="step", disable=not progress)
     with run.recording(lambda: step), bar:
         while step < cfg.steps:
@@ -233,14 +242,24 @@ def train(cfg: AntPretrainConfig, data: str | Path, run: Run, device: str | torc
             with amp:
                 loss, m = ant_pretrain_loss(model, b["obs"], b["actions"], b["length"], cfg.obs_coef)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if torch.isfinite(loss) and torch.isfinite(norm):
+                opt.step()
+                in_a_row = 0
+            else:  # skip the update: one NaN in AdamW's moments would spread to every weight
+                opt.zero_grad(set_to_none=True)
+                skipped, in_a_row = skipped + 1, in_a_row + 1
+                if in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    raise TrainingDiverged(
+                        f"the loss or its gradient was not finite for {in_a_row} steps in a row (steps "
+                        f"{step + 2 - in_a_row}–{step + 1}): training stopped; those steps left the weights as "
+                        "they were, so every checkpoint of the run holds finite weights")
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 sps = (step - s0) / max(1e-9, time.time() - t0)
                 row = {f"losses/{k}": float(v) for k, v in m.items()}
-                row.update({"charts/episodes": step * cfg.batch_size, "charts/SPS": sps,
+                row.update({"charts/episodes": step * cfg.batch_size, "charts/SPS": sps, "charts/skipped_steps": skipped,
                             "charts/learning_rate": learning_rate(cfg, step - 1)})
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     with amp:

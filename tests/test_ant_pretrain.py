@@ -312,3 +312,56 @@ def test_the_closed_loop_curve_resumes_from_its_output(tmp_path, monkeypatch):
     points = json.loads(out.read_text())["points"]
     assert [p["step"] for p in points] == [1000, 2000, 3000] and points[2]["eval_action_nll"] == -3.0
     assert curve.main(args[:3] + ["8"] + args[4:]) == 0 and len(calls) == 12  # another episode count: all again
+
+
+def _old_input_scale(log_a):
+    a = log_a.exp()
+    return torch.sqrt((1 - a * a).clamp_min(0))
+
+
+def test_input_scale_is_sqrt_one_minus_a_squared_with_a_bounded_gradient():
+    from irl_core.models.hawk import input_scale
+    log_a = -torch.rand(1000, dtype=torch.float64) * 5 - 1e-3
+    torch.testing.assert_close(input_scale(log_a), torch.sqrt(1 - torch.exp(2 * log_a)))
+    closed = torch.zeros(3, requires_grad=True)  # a gate closed completely: a = 1
+    input_scale(closed).sum().backward()
+    assert torch.isfinite(closed.grad).all()
+    old = torch.zeros(3, requires_grad=True)
+    _old_input_scale(old).sum().backward()
+    assert not torch.isfinite(old.grad).all()  # what the plain sqrt(1 − a²) gave: NaN
+
+
+def test_a_completely_closed_gate_keeps_every_gradient_finite():
+    """σ(Λ) → 1 makes a = 1 to float precision in one channel: the loss and every gradient stay finite (they were NaN)."""
+    torch.manual_seed(0)
+    model = AntSSM(AntSSMConfig(d_model=16, n_layers=2, lru_width=16, n_heads=2, d_mlp=32))
+    with torch.no_grad():
+        model.blocks[1].mix.a_logit[3] = 200.0
+    obs, actions = torch.randn(2, 9, 41), torch.rand(2, 9, 8) * 2 - 1
+    loss, _ = ant_pretrain_loss(model, obs, actions, torch.tensor([9, 6]), 10.0)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_a_non_finite_step_is_skipped_and_a_diverged_run_stops(ant_d, tmp_path, monkeypatch, capsys):
+    import irl_core.ant_pretrain as ap
+    real, calls = ap.ant_pretrain_loss, []
+
+    def once_nan(*args, **kwargs):
+        loss, m = real(*args, **kwargs)
+        calls.append(1)
+        return (loss * float("nan"), m) if len(calls) == 3 else (loss, m)
+
+    monkeypatch.setattr(ap, "ant_pretrain_loss", once_nan)
+    run = tmp_path / "run"
+    cmd = ["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--quiet", "--threads", "1", "--run-dir"]
+    assert main([*cmd, str(run), "--export", str(tmp_path / "base")]) == 0
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["charts/skipped_steps"] == 1 and np.isfinite(rows[-1]["eval/action_nll"])
+    assert all(torch.isfinite(p).all() for p in load_ant_base(tmp_path / "base").parameters())
+
+    monkeypatch.setattr(ap, "ant_pretrain_loss", lambda *a, **k: (real(*a, **k)[0] * float("nan"), real(*a, **k)[1]))
+    monkeypatch.setattr(ap, "MAX_SKIPPED_IN_A_ROW", 5)
+    assert main([*cmd, str(tmp_path / "diverged")]) == 2
+    assert "not finite for 5 steps in a row (steps 1–5)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "diverged" / "status.json").read_text())["status"] == "failed"

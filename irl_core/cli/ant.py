@@ -162,7 +162,7 @@ def rollouts(args) -> int:
 def run_ant_pretrain(args) -> int:
     """``ant-pretrain``: the ant's Hawk SSM base model on a dataset D (``irl_core.ant_pretrain``)."""
     import sys
-    from irl_core.ant_pretrain import ant_preset, export, train
+    from irl_core.ant_pretrain import TrainingDiverged, ant_preset, export, train
     from irl_core.cli.common import set_threads
     from irl_core.runs import Run
     set_threads(args)
@@ -173,7 +173,7 @@ def run_ant_pretrain(args) -> int:
                          snapshot_every=args.snapshot_every, precision=args.precision, obs_coef=args.obs_coef)
     run = Run(args.run_dir) if args.run_dir else Run.create("ant_pretrain")
     print(f"run directory: {run.path}")
-    with user_errors(KeyError):
+    with user_errors(KeyError, TrainingDiverged):
         model = train(cfg, args.data, run, args.device, args.seed, progress=not args.quiet, stop_at=args.stop_at)
     if args.export:
         out = export(model, args.export, run, cfg, args.seed, "python -m irl_core " + " ".join(sys.argv[1:]))

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irl_core.models.hawk import input_scale
 from irl_core.models.hooks import HookedModule, HookPoint
 
 KIND = "ant-ssm"
@@ -106,8 +107,8 @@ class RecurrentMixing(nn.Module):
         with torch.autocast(v.device.type, enabled=False):
             v = v.float() if v.dtype in (torch.bfloat16, torch.float16) else v
             r, i = torch.sigmoid(self.gate_a(v)), torch.sigmoid(self.gate_x(v))
-            a = torch.exp(-self.c * F.softplus(-self.a_logit) * r)
-            return a, torch.sqrt((1 - a * a).clamp_min(0)) * (i * v)
+            log_a = -self.c * F.softplus(-self.a_logit) * r
+            return log_a.exp(), input_scale(log_a) * (i * v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, d) → (B, T, d)."""

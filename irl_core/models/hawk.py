@@ -9,7 +9,8 @@ agree to float precision. The recurrence, for input x_k (after the temporal conv
     r_k = σ(W_a x_k + b_a),  i_k = σ(W_x x_k + b_x),  log a_k = −c · softplus(−Λ) · r_k   (a_k = σ(Λ)^{c r_k})
     h_k = a_k ⊙ h_{k−1} + sqrt(1 − a_k²) ⊙ (i_k ⊙ x_k)
 
-with c = 8 and σ(Λ) initialised uniformly in [0.9, 0.999] as in the Griffin paper.
+with c = 8 and σ(Λ) initialised uniformly in [0.9, 0.999] as in the Griffin paper. The input scale
+sqrt(1 − a²) is :func:`input_scale`: exact near a = 1 and with a bounded derivative there (README "Choices").
 """
 from __future__ import annotations
 
@@ -19,6 +20,33 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class _BoundedSqrt(torch.autograd.Function):
+    """sqrt(u) whose derivative 1 / (2 sqrt u) is capped at ``max_grad`` (it is infinite at u = 0)."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, max_grad: float) -> torch.Tensor:
+        root = torch.sqrt(u)
+        ctx.save_for_backward(root)
+        ctx.max_grad = max_grad
+        return root
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (root,) = ctx.saved_tensors
+        return grad / (2 * root).clamp_min(1.0 / ctx.max_grad), None
+
+
+def input_scale(log_a: torch.Tensor, max_grad: float = 1000.0) -> torch.Tensor:
+    """sqrt(1 − a²) for a = exp(log_a) ≤ 1, the RG-LRU's input normalisation.
+
+    Computed as sqrt(−expm1(2 log a)), which keeps its precision where a → 1 (1 − a·a cancels to 0 there in
+    float32), through a square root whose derivative is capped at ``max_grad``, as the Griffin authors' code does.
+    Without the cap a single gate that closes completely (a = 1 to float precision: r → 0, or σ(Λ) → 1) makes
+    d sqrt(u)/du infinite and every gradient NaN; the ant base model's 20,000-step run turned NaN that way at step
+    ~12,000 (BENCHMARKS.md, "Ant base model")."""
+    return _BoundedSqrt.apply((-torch.expm1(2 * log_a)).clamp_min(0), max_grad)
 
 
 class HawkState(NamedTuple):
@@ -41,8 +69,7 @@ class RGLRU(nn.Module):
         """x (B, w), h (B, w) → new h (B, w)."""
         r, i = torch.sigmoid(self.gate_a(x)), torch.sigmoid(self.gate_x(x))
         log_a = -self.c * F.softplus(-self.a_logit) * r
-        a = log_a.exp()
-        return a * h + torch.sqrt((1 - a * a).clamp_min(0)) * (i * x)
+        return log_a.exp() * h + input_scale(log_a) * (i * x)
 
 
 class HawkBlock(nn.Module):
