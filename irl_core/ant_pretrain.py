@@ -33,7 +33,8 @@ import torch
 from tqdm import tqdm
 
 from irl_core.ant_data import load_dataset
-from irl_core.checkpoints import load_checkpoint, load_state_into, resume_training, save_checkpoint, training_state
+from irl_core.checkpoints import (CheckpointError, load_checkpoint, load_state_into, resume_training, save_checkpoint,
+                                  training_state)
 from irl_core.device import resolve_device
 from irl_core.machine import describe_machine
 from irl_core.models.ant_ssm import KIND, AntSSM, AntSSMConfig, ant_pretrain_loss
@@ -290,8 +291,13 @@ def export(model: AntSSM, path: str | Path, run: Run, cfg: AntPretrainConfig, se
 
 
 def load_ant_base(path: str | Path, device: str | torch.device = "cpu") -> AntSSM:
-    """Load an ant base-model checkpoint (a clear error for another kind or mismatched shapes)."""
+    """Load an ant base-model checkpoint (a clear error for another kind, mismatched shapes or non-finite weights)."""
     state, config, _ = load_checkpoint(path, KIND)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{Path(path).with_suffix('')}.safetensors: {len(bad)} weight tensors hold NaN or "
+                              f"infinite values (e.g. {bad[0]}): the run had diverged when it was saved; use an "
+                              "earlier snapshot")
     model = AntSSM(AntSSMConfig(**config))
     load_state_into(model, state, f"{Path(path).with_suffix('')}.safetensors")
     return model.to(resolve_device(device)).eval()

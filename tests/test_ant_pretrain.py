@@ -365,3 +365,15 @@ def test_a_non_finite_step_is_skipped_and_a_diverged_run_stops(ant_d, tmp_path, 
     assert main([*cmd, str(tmp_path / "diverged")]) == 2
     assert "not finite for 5 steps in a row (steps 1–5)" in capsys.readouterr().err
     assert json.loads((tmp_path / "diverged" / "status.json").read_text())["status"] == "failed"
+
+
+def test_a_diverged_checkpoint_is_refused_in_one_line(tmp_path, capsys):
+    from irl_core.checkpoints import save_checkpoint
+    from irl_core.models.ant_ssm import KIND
+    model = AntSSM(AntSSMConfig(d_model=16, n_layers=2, lru_width=16, n_heads=2, d_mlp=32))
+    state = model.state_dict()
+    state["action_head.bias"] = torch.full_like(state["action_head.bias"], float("nan"))
+    save_checkpoint(tmp_path / "nan", state, KIND, model.config_dict(), {})
+    assert main(["ant-eval", "--policy", "base", "--checkpoint", str(tmp_path / "nan"), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite values (e.g. action_head.bias)" in err and "Traceback" not in err
