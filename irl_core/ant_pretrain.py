@@ -15,8 +15,8 @@ The run directory is as for the grid (``irl_core.pretrain``): ``metrics.jsonl`` 
 run resumes the same curve, and ``checkpoints/step<N>`` snapshots.
 
 A step whose loss or gradient is not finite is skipped (no update; ``charts/skipped_steps`` counts them) so that
-no NaN reaches the weights or a checkpoint; :data:`MAX_SKIPPED_IN_A_ROW` such steps in a row stop the run with an
-error naming the step, the checkpoints left as they were before it (README "Choices").
+no NaN reaches the weights or a checkpoint; :data:`MAX_SKIPPED_IN_A_ROW` such steps in a row stop the run with a
+one-line error naming them (README "Choices").
 """
 from __future__ import annotations
 
