@@ -24,8 +24,8 @@ from typing import Callable
 
 from irl_core.checkpoints import CheckpointError
 from irl_core.palette import METHOD_LABELS
-from irl_core.reports import (SUBGOAL_ALIGNED_F1, MissingReport, aligned_counts, contrast_shown, load_report,
-                              load_sweep, load_switching)
+from irl_core.reports import (SUBGOAL_ALIGNED_F1, MissingReport, aligned_counts, command_for, contrast_shown,
+                              load_report, load_sweep, load_switching)
 
 PROBE_MARGIN = 0.15
 CONTROLLER_SUCCESS = 0.6
@@ -44,7 +44,8 @@ class Finding:
     yardstick: str        # what counts as shown here
     measured: str         # what the set's report says, in one line
     shown: bool | None    # None: not measured (no report, or an unreadable one)
-    source: str           # the report read, or the command that makes the missing one
+    source: str           # the report read (``reports/<file>``), or the command that makes the missing one
+    missing: bool = False  # the report is not there yet (``source`` is then its command)
 
 
 def _probe(set_dir: Path) -> tuple[str, bool]:
@@ -110,17 +111,17 @@ def _internal_rl(set_dir: Path) -> tuple[str, bool]:
 
 ROWS: tuple[tuple[str, str, str, str, Callable[[Path], tuple[str, bool]]], ...] = (
     ("Fig. 3, A1", "the pretrained model's residual stream holds the subgoal, linearly, from mid-depth",
-     f"mid-depth subgoal probe ≥ shuffled control + {PROBE_MARGIN}, above the embedding", "probes", _probe),
+     f"mid-depth subgoal probe ≥ shuffled control + {PROBE_MARGIN}, above the embedding", "probes.json", _probe),
     ("Fig. 4, A2", "subgoal controllers at mid-depth, switched in order, solve the held-out task (0.5–0.7)",
-     f"held-out success ≥ {CONTROLLER_SUCCESS}", "controllers", _controllers),
+     f"held-out success ≥ {CONTROLLER_SUCCESS}", "controllers.json", _controllers),
     ("Figs. 5, 6, A3", "the metacontroller's gate switches, quasi-binary and sparse, where the subgoal changes",
-     f"switch F1 ≥ {SWITCH_F1}, ≥ {QUASI_BINARY:.0%} of β below 0.1 or above 0.9", "switching", _switching),
+     f"switch F1 ≥ {SWITCH_F1}, ≥ {QUASI_BINARY:.0%} of β below 0.1 or above 0.9", "switching.npz", _switching),
     ("Fig. 7", "a frozen base model gives subgoal-aligned switching over a band of α; co-training does not",
-     "a larger share of frozen than of co-trained sweep points aligned", "discovery", _contrast),
+     "a larger share of frozen than of co-trained sweep points aligned", "discovery.json", _contrast),
     ("§5.4, Fig. A4", "a subgoal's latent code, injected, sends the agent to that subgoal",
-     f"each subgoal's mean code: its colour first in ≥ {STEERING:.0%} of layouts", "latent_map", _steering),
+     f"each subgoal's mean code: its colour first in ≥ {STEERING:.0%} of layouts", "latent_map.json", _steering),
     ("Fig. 8", "internal RL solves the held-out task; RL on raw actions and the other baselines fail",
-     f"internal RL's median success ≥ {RL_SUCCESS}, raw-action RL below half of it", "internal_rl", _internal_rl),
+     f"internal RL's median success ≥ {RL_SUCCESS}, raw-action RL below half of it", "internal_rl.json", _internal_rl),
 )
 
 
@@ -129,15 +130,15 @@ def scorecard(set_dir: str | Path) -> list[Finding]:
     set_dir = Path(set_dir)
     out = []
     for figure, effect, yardstick, report, measure in ROWS:
-        suffix = ".npz" if report == "switching" else ".json"
-        source = f"reports/{report}{suffix}"
+        source, missing = f"reports/{report}", False
         try:
             measured, shown = measure(set_dir)
-        except MissingReport as e:
-            measured, shown, source = "not measured", None, str(e).split("make it with ", 1)[-1]
+        except MissingReport:
+            measured, shown, missing = "not measured", None, True
+            source = command_for(Path(report).stem, set_dir)
         except KeyError as e:
             measured, shown = f"not measured: {source} has no {e}", None
         except (CheckpointError, IndexError, TypeError, ValueError) as e:
             measured, shown = f"not measured: {e}", None
-        out.append(Finding(figure, effect, yardstick, measured, None if shown is None else bool(shown), source))
+        out.append(Finding(figure, effect, yardstick, measured, None if shown is None else bool(shown), source, missing))
     return out

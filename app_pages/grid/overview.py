@@ -1,4 +1,6 @@
 """Overview: the paper's three phases and the gridworld-pinpad world of the selected checkpoint set."""
+from pathlib import Path
+
 import streamlit as st
 
 from irl_core import app_state
@@ -49,17 +51,27 @@ with right:
     st.markdown(f"**The held-out task** ({longer}, every subgoal transition unseen in pretraining)")
     st.markdown(task_html(w.heldout_task), unsafe_allow_html=True)
 
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _scorecard(set_dir: str, stamps: tuple) -> list:
+    """The set's scorecard; ``stamps`` (its reports' names and mtimes) makes a rewritten report be read again."""
+    return scorecard(set_dir)
+
+
 if sel.grid:
     st.header("What this set shows of the paper")
-    st.caption("Each row is measured from this checkpoint set's own reports each time the page opens, against the "
-               "yardstick this project holds the effect to. BENCHMARKS.md diagnoses every row that is not shown.")
+    st.caption("Each row is measured from this checkpoint set's own reports, against the yardstick this project "
+               "holds the effect to. BENCHMARKS.md diagnoses every row that is not shown.")
     MARK = {True: ":green[✓ shown]", False: ":red[✗ not shown]", None: ":gray[– not measured]"}
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
+    reports = Path(sel.set_dir) / "reports"
+    stamps = tuple(sorted((p.name, p.stat().st_mtime) for p in reports.glob("*.*"))) if reports.is_dir() else ()
     lines = ["| | the paper | yardstick | this set | report |", "|---|---|---|---|---|"]
-    for f in scorecard(sel.set_dir):
+    for f in _scorecard(str(sel.set_dir), stamps):
+        source = f"make it with `{f.source}`" if f.missing else f"`{f.source}`"
         lines.append(f"| **{f.figure}** {MARK[f.shown]} | {cell(f.effect)} | {cell(f.yardstick)} | {cell(f.measured)} | "
-                     f"{cell(f.source if f.source.startswith('`') else f'`{f.source}`')} |")
+                     f"{cell(source)} |")
     st.markdown("\n".join(lines))
