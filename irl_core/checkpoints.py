@@ -22,7 +22,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, or does not match what the caller expects."""
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """A checkpoint's two files, (weights ``.safetensors``, description ``.json``), from its path with or without
+    either suffix."""
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
@@ -81,7 +83,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], kind: str,
                     config: dict, meta: dict | None = None) -> Path:
     """Save ``state`` (a state dict) and its JSON description atomically; returns the weights path."""
-    weights, desc = _paths(path)
+    weights, desc = checkpoint_files(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=weights.parent, prefix=f".{weights.name}.", suffix=".tmp")
@@ -102,7 +104,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], kin
 
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """Load ``(state, config, meta)``; checks the files exist, parse, and (if given) are of ``kind``."""
-    weights, desc_path = _paths(path)
+    weights, desc_path = checkpoint_files(path)
     if not weights.exists():
         raise CheckpointError(f"{weights}: checkpoint weights not found")
     desc = read_json(desc_path)

@@ -185,13 +185,17 @@ def test_the_location_probe_reads_what_the_residual_holds(ant_d, monkeypatch):
     assert r["r2"][1] > 0.99 and r["r2"][1] > r["r2"][0] and r["mid_gain"] > 0
 
 
-def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path):
+def test_ant_controllers_train_steer_and_inject(ant_d, tmp_path, capsys):
     from irl_core.ant_controllers import AntGTControllers, first_colour_after, injection, load_ant_gt_controllers
     assert main(["ant-pretrain", "--data", str(ant_d), "--preset", "tiny", "--run-dir", str(tmp_path / "run"),
                  "--quiet", "--threads", "1", "--steps", "5", "--export", str(tmp_path / "base")]) == 0
     gt = ["ant-gt-controllers", "--base", str(tmp_path / "base"), "--data", str(ant_d), "--preset", "tiny",
           "--run-dir", str(tmp_path / "gt"), "--quiet", "--export", str(tmp_path / "ctrl"),
           "--report", str(tmp_path / "gt.json")]
+    clobber = gt[:-1] + [str(tmp_path / "ctrl.json")]  # the report would overwrite the exported checkpoint's own file
+    assert main(clobber) == 2
+    assert "ctrl.json is a file of the --export checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "gt").exists()  # refused before any training
     assert main(gt + ["--stop-at", "5"]) == 0  # stopped half way: evaluated there, resumable
     early = json.loads((tmp_path / "gt.json").read_text())
     assert early["step"] == 5 and json.loads((tmp_path / "gt" / "status.json").read_text())["status"] == "cancelled"

@@ -6,7 +6,8 @@ task, a missing or mismatched checkpoint, an unknown device, a run directory ano
 directory that cannot be written or a full disk) print one line and exit with status 2.
 
 :func:`validate` checks what a command's arguments can say about themselves (counts that must be positive,
-the preset's name, an ``.npz`` output's suffix) before anything is created; ``main`` and ``jobs submit``
+the preset's name, an ``.npz`` output's suffix, a ``--report`` that would overwrite the ``--export`` checkpoint)
+before anything is created; ``main`` and ``jobs submit``
 both call it.
 """
 from __future__ import annotations
@@ -59,6 +60,17 @@ def validate(args: argparse.Namespace) -> None:
     out = getattr(args, "out", None)
     if args.command in _NPZ_OUT and getattr(args, "env", "grid") == "grid" and out and not str(out).endswith(".npz"):
         raise UserError(f"--out {out}: must end in .npz (numpy would write {out}.npz)")
+    report, export = getattr(args, "report", None), getattr(args, "export", None)
+    if report and export and _is_checkpoint_file(report, export):
+        raise UserError(f"--report {report} is a file of the --export checkpoint {export}, which the report would "
+                        f"overwrite; write the report elsewhere (e.g. a reports/ folder)")
+
+
+def _is_checkpoint_file(path: str, checkpoint: str) -> bool:
+    """Whether ``path`` is one of ``checkpoint``'s two files (its weights or its description)."""
+    from pathlib import Path
+    from irl_core.checkpoints import checkpoint_files
+    return Path(path).resolve() in {f.resolve() for f in checkpoint_files(checkpoint)}
 
 
 def _os_error(e: OSError) -> str:
