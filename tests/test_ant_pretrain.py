@@ -123,6 +123,18 @@ def test_tiny_pretraining_stops_resumes_and_exports(ant_d, tmp_path):
     torch.testing.assert_close(model.obs_mean, bank.obs_mean)
 
 
+def test_the_paper_preset_trains_and_exports_the_papers_model(ant_d, tmp_path):
+    """The ``paper`` preset (Tables A5/A15), kept ready for a GPU: its model (width 256, depth 8) takes training steps
+    on D and exports; here two steps of two episodes on the CPU."""
+    cmd = ["ant-pretrain", "--data", str(ant_d), "--preset", "paper", "--steps", "2", "--batch-size", "2",
+           "--run-dir", str(tmp_path / "run"), "--quiet", "--threads", "1", "--export", str(tmp_path / "base")]
+    assert main(cmd) == 0
+    model = load_ant_base(tmp_path / "base")
+    assert (model.n_layers, model.cfg.d_model) == (8, 256)
+    assert sum(p.numel() for p in model.parameters()) == 3_857_465  # BENCHMARKS.md "Ant base model"
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["step"] == 2
+
+
 def test_missing_dataset_is_one_line(tmp_path, capsys):
     assert main(["ant-pretrain", "--data", str(tmp_path / "none.npz"), "--preset", "tiny"]) == 2
     assert "no such dataset" in capsys.readouterr().err
