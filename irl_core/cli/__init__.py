@@ -7,8 +7,7 @@ directory that cannot be written or a full disk) print one line and exit with st
 
 :func:`validate` checks what a command's arguments can say about themselves (counts that must be positive,
 the preset's name, an ``.npz`` output's suffix, a ``--report`` that would overwrite the ``--export`` checkpoint)
-before anything is created; ``main`` and ``jobs submit``
-both call it.
+before anything is created; ``main`` and ``jobs submit`` both call it.
 """
 from __future__ import annotations
 
