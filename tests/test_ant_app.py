@@ -131,6 +131,8 @@ def test_overview_shows_the_base_model_reports_or_the_command_that_makes_them(tm
     frames = [d.value for d in at.dataframe]
     base = next(f for f in frames if "judged on" in f.columns)
     assert base["success"].tolist() == [0.4, 0.0, 0.0]
+    expert = json.loads((ant / "reports" / "expert.json").read_text())["sampled"]  # the expert judged alike, every row
+    assert base["expert"].tolist() == [expert[s]["success_rate"] for s in ("pretrain_any", "pretrain", "heldout")]
     probe_table = next(f for f in frames if "probe accuracy" in f.columns)
     assert probe_table["probe accuracy"].tolist() == [0.3, 0.6, 0.5]
     assert probe_table["where it lies (R²)"].tolist() == [0.5, 0.7, 0.6]

@@ -134,14 +134,14 @@ else:
     for mode, rep in evals.items():
         if not rep:
             continue
-        expert_any = expert_report.get("sampled" if mode == "sampled" else "mean", {}).get("pretrain_any", {}).get("success_rate")
+        expert = expert_report.get("sampled" if mode == "sampled" else "mean", {})
         for split, name in (("pretrain_any", "any pretraining task"), ("pretrain", "the episode's drawn task"),
                             ("heldout", "held-out 0-1-2-3")):
             r = rep.get(split)
             if r:
                 rows.append({"actions": mode, "judged on": f"{name} ({r['episodes']} episodes)",
                              "success": r["success_rate"],
-                             "expert": expert_any if split == "pretrain_any" else None,
+                             "expert": expert.get(split, {}).get("success_rate"),
                              "ends": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.get("events", {}).items() if v)})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"success": st.column_config.NumberColumn(format="%.3f"),
